@@ -1,0 +1,97 @@
+"""Audio in: decode (soundfile), downmix, resample (soxr), validate and crop, with no FFmpeg or torchaudio."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+
+# A clip is a file path, encoded bytes (e.g. a Hub dataset row), or a waveform with its sampling rate.
+AudioSource = Union[str, Path, bytes, tuple[np.ndarray, int]]
+
+
+class AudioError(ValueError):
+    """A clip that cannot be used; `name` says which clip and `reason` why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def is_audio_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def decode(source: AudioSource, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Decode a clip to a float32 mono waveform and its sampling rate."""
+    name = name or _describe(source)
+    if isinstance(source, tuple):
+        wave, rate = np.asarray(source[0], dtype=np.float32), int(source[1])
+    else:
+        if not isinstance(source, bytes) and not Path(source).is_file():
+            raise AudioError(name, "file not found" if not Path(source).exists() else "not a file")
+        handle = io.BytesIO(source) if isinstance(source, bytes) else source
+        try:
+            wave, rate = sf.read(handle, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+            raise AudioError(name, f"cannot decode audio ({err})") from None
+    return to_mono(wave), rate
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """Average channels: soundfile gives (frames, channels); a 1-D array is already mono."""
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if wave.ndim != 1:
+        raise ValueError(f"expected a 1-D or (frames, channels) waveform, got shape {wave.shape}")
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def resample(wave: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    if rate == target_rate:
+        return wave
+    return soxr.resample(wave, rate, target_rate).astype(np.float32, copy=False)
+
+
+def validate(wave: np.ndarray, name: str) -> np.ndarray:
+    """Reject clips a model cannot learn from: empty, or holding NaN/Inf samples."""
+    if wave.size == 0:
+        raise AudioError(name, "empty clip (no samples)")
+    if not np.isfinite(wave).all():
+        raise AudioError(name, "holds NaN or Inf samples")
+    return wave
+
+
+def crop(wave: np.ndarray, rate: int, max_duration: float | None) -> np.ndarray:
+    """Keep the first `max_duration` seconds."""
+    if max_duration is None:
+        return wave
+    return wave[: max(1, int(round(max_duration * rate)))]
+
+
+def load_audio(
+    source: AudioSource, target_rate: int, max_duration: float | None = None, name: str | None = None
+) -> np.ndarray:
+    """The single preprocessing path for training, evaluation and inference: decode -> mono ->
+    resample -> validate -> crop. Raises AudioError naming the clip."""
+    name = name or _describe(source)
+    wave, rate = decode(source, name)
+    if rate <= 0:
+        raise AudioError(name, f"invalid sampling rate {rate}")
+    wave = validate(wave, name)
+    return crop(resample(wave, rate, target_rate), target_rate, max_duration)
+
+
+def _describe(source: AudioSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes of audio>"
+    return "<waveform>"

@@ -1,0 +1,207 @@
+"""The `audioclf` command line: argument parsing only; every subcommand calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from audioclf.config import ConfigError, TrainConfig
+
+PREDICT_CHUNK = 256  # files decoded at a time by `predict`, so memory stays flat on large folders
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args.quiet)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("audioclf: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
+        print(f"audioclf: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by input (config, data, files, run folders): shown as one line, not a traceback."""
+    from audioclf.audio import AudioError
+    from audioclf.runs import RunError
+    from audioclf.sources.records import DataError
+
+    return ConfigError, DataError, AudioError, RunError, OSError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audioclf", description="Fine-tune, evaluate and run audio classifiers on labeled audio."
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="Only print results and errors.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_predict(commands)
+    return parser
+
+
+def _add_train(commands: Any) -> None:
+    train = commands.add_parser("train", help="Fine-tune a pretrained encoder on labeled audio.",
+                                description="Fine-tune a pretrained encoder; flags override --config.")
+    train.add_argument("--config", type=Path, help="YAML file of config keys (flags below override it).")
+    helps = TrainConfig.field_help()
+    for item in fields(TrainConfig):
+        flag = "--" + item.name.replace("_", "-")
+        default = item.default
+        if "bool" in str(item.type):
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{helps[item.name]} (default: {default})")
+        else:
+            train.add_argument(flag, default=None, metavar=item.name.upper(),
+                               help=f"{helps[item.name]} (default: {default})")
+    train.set_defaults(handler=_run_train)
+
+
+def _add_evaluate(commands: Any) -> None:
+    evaluate = commands.add_parser("evaluate", help="Score a trained model on labeled data.")
+    evaluate.add_argument("model", help="Run folder or model folder.")
+    evaluate.add_argument("--data", required=True, help="Same kinds of spec as `train --data`.")
+    evaluate.add_argument("--data-config", help="Hub config or MInDS-14 locale(s).")
+    evaluate.add_argument("--data-split", default="train", help="Hub split to read (default: train).")
+    evaluate.add_argument("--audio-column")
+    evaluate.add_argument("--label-column")
+    evaluate.add_argument("--output", help="Folder for metrics.json and the plot (default: MODEL/evaluation).")
+    evaluate.add_argument("--trust-remote-code", action="store_true")
+    evaluate.set_defaults(handler=_run_evaluate)
+
+
+def _add_predict(commands: Any) -> None:
+    predict = commands.add_parser("predict", help="Predict labels for audio files and folders.")
+    predict.add_argument("model", help="Run folder or model folder.")
+    predict.add_argument("inputs", nargs="+", help="Audio files and/or folders (searched recursively).")
+    predict.add_argument("--top-k", type=int, default=5, help="Labels per clip (default: 5).")
+    predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    predict.add_argument("--batch-size", type=int, default=8, help="Clips per forward pass (default: 8).")
+    predict.add_argument("--trust-remote-code", action="store_true")
+    predict.set_defaults(handler=_run_predict)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from audioclf.api import train
+    from audioclf.config import load_config
+    from audioclf.evaluation import format_metrics
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    config = load_config(args.config, **overrides)
+    _quiet_transformers()
+    run_dir = train(config)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print(format_metrics(metrics))
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from audioclf.api import evaluate
+    from audioclf.evaluation import format_metrics
+
+    _quiet_transformers()
+    metrics = evaluate(args.model, args.data, args.data_config, args.data_split, args.audio_column,
+                       args.label_column, args.output, args.trust_remote_code)
+    print(format_metrics(metrics))
+    print(f"written: {Path(args.output) if args.output else Path(args.model) / 'evaluation'}")
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from audioclf.audio import AudioError
+    from audioclf.inference import Classifier, iter_audio_files
+
+    if args.top_k < 1 or args.batch_size < 1:
+        raise ConfigError("--top-k and --batch-size must be >= 1")
+    _quiet_transformers()
+    clf = Classifier.load(args.model, trust_remote_code=args.trust_remote_code)
+    files = _expand_inputs(args.inputs, iter_audio_files)
+    emit = _emitter(args.format)
+    failed = 0
+    for chunk in _chunks(files, PREDICT_CHUNK):
+        waves, good = [], []
+        for path, problem in chunk:
+            try:
+                if problem:
+                    raise AudioError(str(path), problem)
+                waves.append(clf.prepare(path))
+                good.append(path)
+            except AudioError as err:
+                failed += 1
+                emit(str(path), None, err.reason)
+        scores = clf.probabilities(waves, args.batch_size, progress=len(files) > 16) if waves else []
+        for path, row in zip(good, scores):
+            emit(str(path), clf.top_labels(row, args.top_k), None)
+    if failed:
+        print(f"audioclf: {failed} of {len(files)} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _expand_inputs(inputs: list[str], expand: Callable[[list[str]], list[Path]]) -> list[tuple[Path, str | None]]:
+    """Files to predict, each with a problem found before decoding (a folder holding no audio)."""
+    found: list[tuple[Path, str | None]] = []
+    for item in inputs:
+        files = expand([item])
+        found += [(f, None) for f in files] if files else [(Path(item), "folder holds no audio files")]
+    return found
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _emitter(fmt: str) -> Callable[[str, list[dict[str, Any]] | None, str | None], None]:
+    if fmt == "json":
+        def emit(path: str, preds: list[dict[str, Any]] | None, error: str | None) -> None:
+            row = {"path": path, "predictions": preds} if error is None else {"path": path, "error": error}
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+        return emit
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "rank", "label", "score", "error"])
+
+        def emit(path: str, preds: list[dict[str, Any]] | None, error: str | None) -> None:
+            rows = [[path, "", "", "", error]] if error else [
+                [path, rank, p["label"], f"{p['score']:.6f}", ""] for rank, p in enumerate(preds or [], 1)
+            ]
+            writer.writerows(rows)
+        return emit
+
+    def emit(path: str, preds: list[dict[str, Any]] | None, error: str | None) -> None:
+        shown = f"ERROR {error}" if error else "  ".join(f"{p['label']} ({p['score']:.3f})" for p in preds or [])
+        print(f"{path}\t{shown}", flush=True)
+    return emit
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(format="audioclf: %(message)s", level=logging.WARNING)
+    logging.getLogger("audioclf").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _quiet_transformers() -> None:
+    """transformers' load reports and deprecation chatter drown the user's output; keep its errors."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

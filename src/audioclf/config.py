@@ -1,0 +1,184 @@
+"""The one typed training config: defaults < YAML file < CLI flags / keyword arguments, validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value or key that cannot be used; the message names it and what is allowed."""
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Every field is also a CLI flag (`--field-name`) and a YAML key."""
+
+    # --- data -------------------------------------------------------------------------------
+    data: str = _opt("PolyAI/minds14", "Hub dataset id, audio folder, CSV/JSONL manifest, or MInDS-14 release folder.")
+    data_config: str | None = _opt(
+        "en-US", "Hub dataset config, or MInDS-14 locale(s): one, several comma-separated, or 'all'."
+    )
+    data_split: str = _opt("train", "Split of a Hub dataset to train on.")
+    audio_column: str | None = _opt(None, "Column holding the audio (default: the source's own).")
+    label_column: str | None = _opt(None, "Column holding the label (default: the source's own).")
+    group_by: str | None = _opt(None, "Column whose groups (e.g. speakers) must stay on one side of the split.")
+    test_size: float = _opt(0.2, "Fraction of clips held out for evaluation when the data has no split of its own.")
+    stratify: bool = _opt(True, "Keep label proportions equal on both sides of a random split.")
+    max_bad_fraction: float = _opt(0.01, "Stop before training when more than this fraction of clips is unreadable.")
+    # --- audio and features ---------------------------------------------------------------------
+    max_duration: float = _opt(10.0, "Seconds of each clip kept (longer clips are cut); 1 reproduces the HF guide.")
+    whisper_short_context: bool = _opt(
+        True, "Cut Whisper's 30 s encoder context to the longest clip (rounded up to whole seconds)."
+    )
+    # --- model ------------------------------------------------------------------------------------
+    model: str = _opt("facebook/wav2vec2-base", "Hub checkpoint id or local model folder to fine-tune.")
+    freeze_feature_encoder: bool = _opt(True, "Freeze the convolutional feature encoder (wav2vec2 family).")
+    trust_remote_code: bool = _opt(False, "Allow custom model code from the checkpoint (off unless you trust it).")
+    # --- training hyperparameters (the HF guide's defaults) ----------------------------------------
+    learning_rate: float = _opt(3e-5, "Peak learning rate.")
+    head_learning_rate: float | None = _opt(
+        None, "Peak learning rate of the new classification head (default: learning_rate)."
+    )
+    augment_speed: float = _opt(0.0, "Speed perturbation while training: up to this fraction faster/slower (0: off).")
+    batch_size: int = _opt(32, "Clips per training step per device.")
+    eval_batch_size: int | None = _opt(None, "Clips per evaluation step (default: batch_size).")
+    gradient_accumulation_steps: int = _opt(4, "Steps whose gradients are summed before an update.")
+    epochs: float = _opt(10.0, "Training epochs.")
+    warmup_ratio: float = _opt(0.1, "Fraction of updates spent warming up the learning rate.")
+    weight_decay: float = _opt(0.0, "AdamW weight decay.")
+    seed: int = _opt(42, "Seed for the split, initialisation and data order.")
+    # --- output -----------------------------------------------------------------------------------
+    output: str = _opt("runs/audioclf", "Run folder to write (model, metrics, plots, config, model card).")
+    overwrite: bool = _opt(False, "Replace an existing run folder.")
+    push_to_hub: bool = _opt(False, "Upload the finished run folder with huggingface_hub.")
+    hub_model_id: str | None = _opt(None, "Hub repository for --push-to-hub (default: the output folder's name).")
+    # --- runtime (not hyperparameters: they change speed, never results) -------------------------
+    threads: int | None = _opt(None, "CPU threads for torch (default: torch's choice).")
+    num_workers: int = _opt(0, "Data-loader worker processes.")
+
+    def validate(self) -> TrainConfig:
+        """Check every value's range; raise ConfigError naming the first bad one."""
+        _require(self.epochs > 0, "epochs", self.epochs, "a number > 0")
+        _require(0 < self.test_size < 1, "test_size", self.test_size, "a fraction strictly between 0 and 1")
+        _require(0 <= self.max_bad_fraction < 1, "max_bad_fraction", self.max_bad_fraction, "a fraction in [0, 1)")
+        _require(self.max_duration > 0, "max_duration", self.max_duration, "seconds > 0")
+        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "a number > 0")
+        _require(
+            self.head_learning_rate is None or self.head_learning_rate > 0,
+            "head_learning_rate", self.head_learning_rate, "a number > 0",
+        )
+        _require(0 <= self.augment_speed < 0.5, "augment_speed", self.augment_speed, "a fraction in [0, 0.5)")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _require(
+            self.eval_batch_size is None or self.eval_batch_size >= 1,
+            "eval_batch_size", self.eval_batch_size, "an integer >= 1",
+        )
+        _require(
+            self.gradient_accumulation_steps >= 1,
+            "gradient_accumulation_steps", self.gradient_accumulation_steps, "an integer >= 1",
+        )
+        _require(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "a fraction in [0, 1)")
+        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        _require(self.threads is None or self.threads >= 1, "threads", self.threads, "an integer >= 1")
+        _require(self.num_workers >= 0, "num_workers", self.num_workers, "an integer >= 0")
+        _require(bool(self.data), "data", self.data, "a dataset id, folder or manifest")
+        _require(bool(self.output), "output", self.output, "a folder path")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML file of config keys (unknown keys are an error with a suggestion)."""
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config file {path}: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+        return cls.build(loaded, source=str(path))
+
+    @classmethod
+    def build(cls, values: dict[str, Any], source: str = "config", base: TrainConfig | None = None) -> TrainConfig:
+        """Fill a config from `values` on top of `base` (or the defaults), checking keys and types."""
+        known = {f.name: f for f in fields(cls)}
+        merged = (base or cls()).to_dict()
+        for raw_key, value in values.items():
+            key = str(raw_key).replace("-", "_")
+            if key not in known:
+                raise ConfigError(f"unknown key '{raw_key}' in {source}{_did_you_mean(key, known)}")
+            merged[key] = _coerce(key, value, known[key].type, source)
+        return cls(**merged).validate()
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+def load_config(config: TrainConfig | dict[str, Any] | str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Resolve a config from a TrainConfig, a dict, or a YAML path, then apply keyword overrides."""
+    if isinstance(config, TrainConfig):
+        base = config
+    elif isinstance(config, (str, Path)):
+        base = TrainConfig.from_yaml(config)
+    else:
+        base = TrainConfig.build(config or {})
+    return TrainConfig.build(overrides, source="arguments", base=base)
+
+
+def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is not allowed: expected {allowed}")
+
+
+def _did_you_mean(key: str, known: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+
+
+_TYPE_NAMES = {"float": float, "int": int, "bool": bool, "str": str}
+
+
+def _coerce(key: str, value: Any, annotation: Any, source: str) -> Any:
+    """Turn a YAML/CLI value into the field's declared type (annotations are strings here)."""
+    text = str(annotation)
+    optional = "None" in text
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} in {source} cannot be empty")
+    base = _TYPE_NAMES[text.split("|")[0].strip()]
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).strip().lower()
+        if lowered in {"true", "1", "yes", "on"}:
+            return True
+        if lowered in {"false", "0", "no", "off"}:
+            return False
+        raise ConfigError(f"{key}={value!r} in {source} is not a boolean (true/false)")
+    try:
+        coerced = base(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} in {source} is not a valid {base.__name__}") from None
+    if base is int and isinstance(value, float) and not float(value).is_integer():
+        raise ConfigError(f"{key}={value!r} in {source} is not a whole number")
+    if base is float and not math.isfinite(coerced):
+        raise ConfigError(f"{key}={value!r} in {source} is not a finite number")
+    return coerced

@@ -1,0 +1,143 @@
+"""Evaluation: scikit-learn metrics, the confusion-matrix plot, the metrics table and the model card."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from audioclf import runs
+
+
+def classification_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], label_names: list[str], num_skipped: int = 0
+) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1/support (scikit-learn, no Hub download)."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    ids = list(range(len(label_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=ids, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "num_eval_clips": int(len(y_true)),
+        "num_skipped": int(num_skipped),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(label_names)
+        },
+    }
+
+
+def accuracy(eval_pred: Any) -> dict[str, float]:
+    """compute_metrics for transformers.Trainer."""
+    logits, labels = eval_pred
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
+def save_confusion_matrix(
+    y_true: Sequence[int], y_pred: Sequence[int], label_names: list[str], path: Path, title: str = ""
+) -> None:
+    """Write a PNG of the confusion matrix with label names on both axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
+
+    matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(label_names))))
+    size = max(5.0, 0.55 * len(label_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(matrix, display_labels=label_names).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if len(label_names) > 6 else "horizontal"
+    )
+    ax.set_title(title or "Confusion matrix")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    runs.atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """A plain-text table for the terminal."""
+    width = max([len(name) for name in metrics["per_class"]] + [5])
+    lines = [
+        f"accuracy {metrics['accuracy']:.4f}   macro-F1 {metrics['macro_f1']:.4f}   "
+        f"clips {metrics['num_eval_clips']}   skipped {metrics['num_skipped']}",
+        f"{'label':<{width}}  precision  recall     f1  support",
+    ]
+    for name, row in metrics["per_class"].items():
+        lines.append(
+            f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}"
+        )
+    return "\n".join(lines)
+
+
+def model_card(
+    base_model: str, data_description: str, label_names: list[str], hyperparameters: dict[str, Any],
+    metrics: dict[str, Any], num_train: int,
+) -> str:
+    """A Hub-style README.md for the run folder."""
+    hyper = "\n".join(f"| {key} | {value} |" for key, value in hyperparameters.items())
+    return f"""---
+library_name: transformers
+pipeline_tag: audio-classification
+base_model: {base_model}
+tags: [audio-classification, audioclf]
+metrics: [accuracy, f1]
+---
+
+# Audio classifier fine-tuned from `{base_model}`
+
+Trained with [audioclf](https://pypi.org/project/audioclf/) on {data_description}:
+{num_train} training clips, {metrics['num_eval_clips']} evaluation clips ({metrics['num_skipped']} unreadable clips skipped),
+{len(label_names)} labels: {', '.join(label_names)}.
+
+## Results on the evaluation split
+
+| metric | value |
+|---|---|
+| accuracy | {metrics['accuracy']:.4f} |
+| macro-F1 | {metrics['macro_f1']:.4f} |
+
+Per-class figures are in `metrics.json`; the confusion matrix is `confusion_matrix.png`.
+
+## Use
+
+```python
+from transformers import pipeline
+classifier = pipeline("audio-classification", model="<this folder>")
+classifier(waveform)  # 1-D float32 array at the feature extractor's sampling rate
+```
+
+or `audioclf predict <this folder> clip.wav`.
+
+## Training hyperparameters
+
+| name | value |
+|---|---|
+{hyper}
+"""
+
+
+def score_clips(clf: Any, clips: Any, num_skipped: int, out_dir: Path) -> dict[str, Any]:
+    """Predict with a `Classifier` (the one inference path), compute metrics, write metrics.json and the confusion matrix into `out_dir`."""
+    if not clips.waves:
+        raise ValueError("no usable clips to evaluate")
+    predicted = clf.probabilities(clips.waves, progress=len(clips.waves) > 50).argmax(axis=1).tolist()
+    metrics = classification_metrics(clips.labels, predicted, clf.labels, num_skipped)
+    out_dir = Path(out_dir)
+    runs.atomic_write_json(out_dir / runs.METRICS_FILE, metrics)
+    save_confusion_matrix(clips.labels, predicted, clf.labels, out_dir / runs.CONFUSION_FILE,
+                          title=f"{clf.name}: accuracy {metrics['accuracy']:.3f}")
+    return metrics

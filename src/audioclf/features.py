@@ -1,0 +1,51 @@
+"""Features per model: the checkpoint's own feature extractor, called one way everywhere (train, predict, serve)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from transformers import BatchFeature, FeatureExtractionMixin
+
+
+def load_feature_extractor(name_or_path: str, trust_remote_code: bool = False) -> FeatureExtractionMixin:
+    from transformers import AutoFeatureExtractor
+
+    return AutoFeatureExtractor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+
+
+def sampling_rate(extractor: FeatureExtractionMixin) -> int:
+    return int(extractor.sampling_rate)
+
+
+def is_whisper(extractor: FeatureExtractionMixin) -> bool:
+    return type(extractor).__name__ == "WhisperFeatureExtractor"
+
+
+def pads_to_fixed_length(extractor: FeatureExtractionMixin) -> bool:
+    """Whisper (its context window) and AST (its max_length frames) pad every clip to one size."""
+    return is_whisper(extractor) or type(extractor).__name__ == "ASTFeatureExtractor"
+
+
+def padding_changes_output(extractor: FeatureExtractionMixin) -> bool:
+    """True for wav2vec2-base-style checkpoints: zero padding without an attention mask changes the
+    model's output (group norm over time), so such clips may only be batched with equal-length ones."""
+    return not pads_to_fixed_length(extractor) and not getattr(extractor, "return_attention_mask", False)
+
+
+def extract_features(extractor: FeatureExtractionMixin, waves: Sequence[np.ndarray]) -> BatchFeature:
+    """Turn 1-D float32 waveforms at the extractor's rate into one padded batch of model inputs."""
+    kwargs: dict[str, Any] = {"sampling_rate": sampling_rate(extractor), "return_tensors": "pt"}
+    if not pads_to_fixed_length(extractor):
+        kwargs["padding"] = True  # dynamic padding to the batch's longest clip
+        kwargs["return_attention_mask"] = bool(getattr(extractor, "return_attention_mask", False))
+    return extractor(list(waves), **kwargs)
+
+
+def set_whisper_context(extractor: FeatureExtractionMixin, seconds: int) -> None:
+    """Make a Whisper extractor pad/truncate to `seconds` instead of 30 s (model side: models.py)."""
+    extractor.chunk_length = seconds
+    extractor.n_samples = seconds * sampling_rate(extractor)
+    extractor.nb_max_frames = extractor.n_samples // extractor.hop_length

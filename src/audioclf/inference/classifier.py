@@ -1,0 +1,115 @@
+"""`Classifier`: load a trained model folder and predict labels for files or waveforms, batched by length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from audioclf.audio import AudioSource, load_audio
+from audioclf.features import extract_features, load_feature_extractor, padding_changes_output, sampling_rate
+
+Prediction = list[dict[str, Any]]
+
+
+class Classifier:
+    """A fine-tuned audio classifier.
+
+    >>> clf = Classifier.load("runs/minds")                     # doctest: +SKIP
+    >>> clf.predict(["call1.wav"], top_k=3)                     # doctest: +SKIP
+    [[{'label': 'balance', 'score': 0.91}, ...]]
+    """
+
+    def __init__(self, model: Any, extractor: Any, max_duration: float | None = None, name: str = "") -> None:
+        self.model = model.eval()
+        self.extractor = extractor
+        self.max_duration = max_duration
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.rate = sampling_rate(extractor)
+        self._equal_lengths_only = padding_changes_output(extractor)
+
+    @classmethod
+    def load(cls, path: str | Path, trust_remote_code: bool = False) -> Classifier:
+        """Load a run folder or any transformers audio-classification folder (safetensors)."""
+        from audioclf.models import load_for_inference
+        from audioclf.runs import require_finished, run_max_duration
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: not a model folder (no config.json)")
+        require_finished(path)
+        extractor = load_feature_extractor(str(path), trust_remote_code=trust_remote_code)
+        model = load_for_inference(str(path), trust_remote_code=trust_remote_code)
+        return cls(model, extractor, max_duration=run_max_duration(path), name=path.name)
+
+    @property
+    def labels(self) -> list[str]:
+        id2label = self.model.config.id2label
+        return [id2label[i] for i in sorted(id2label)]
+
+    def prepare(self, item: AudioSource | np.ndarray, input_rate: int | None = None) -> np.ndarray:
+        """Decode/resample/crop one input exactly as training did. Arrays are taken to be at
+        `input_rate` (default: the model's rate)."""
+        if isinstance(item, np.ndarray):
+            item = (item, input_rate or self.rate)
+        return load_audio(item, self.rate, self.max_duration)
+
+    def predict(
+        self,
+        inputs: Sequence[AudioSource | np.ndarray],
+        top_k: int = 5,
+        batch_size: int = 8,
+        sampling_rate: int | None = None,
+    ) -> list[Prediction]:
+        """Per input, the `top_k` labels as `{"label", "score"}` dicts sorted by score."""
+        waves = [self.prepare(item, sampling_rate) for item in inputs]
+        return [self.top_labels(row, top_k) for row in self.probabilities(waves, batch_size)]
+
+    def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 8, progress: bool = False) -> np.ndarray:
+        """Softmax scores, shape (len(waves), num_labels), in input order."""
+        import torch
+        from tqdm.auto import tqdm
+
+        out = np.zeros((len(waves), len(self.labels)), dtype=np.float32)
+        batches = plan_batches([len(w) for w in waves], batch_size, self._equal_lengths_only)
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress):
+                features = extract_features(self.extractor, [waves[i] for i in batch])
+                logits = self.model(**features).logits
+                out[batch] = torch.softmax(logits.float(), dim=-1).numpy()
+        return out
+
+    def top_labels(self, scores: np.ndarray, top_k: int) -> Prediction:
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        labels = self.labels
+        return [{"label": labels[i], "score": float(scores[i])} for i in order]
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, equal_lengths_only: bool) -> list[list[int]]:
+    """Group indices by length so padding is minimal; where padding would change the model's output,
+    only clips of identical length share a batch."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        fits = current is not None and len(current) < batch_size
+        if fits and equal_lengths_only:
+            fits = lengths[current[0]] == lengths[index]
+        if fits:
+            current.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def iter_audio_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand folders (recursively) into their audio files; files are kept as given."""
+    from audioclf.audio import is_audio_file
+
+    found: list[Path] = []
+    for path in map(Path, paths):
+        found.extend(sorted(p for p in path.rglob("*") if is_audio_file(p)) if path.is_dir() else [path])
+    return found

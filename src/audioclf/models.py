@@ -1,0 +1,88 @@
+"""Models: load any audio-classification architecture with our labels, float32, Whisper context cut."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import FeatureExtractionMixin, PreTrainedModel
+
+from audioclf.features import is_whisper, set_whisper_context
+
+WHISPER_FRAMES_PER_SECOND = 50  # encoder positions per second of audio (100 mel frames, conv stride 2)
+
+
+def label_maps(label_names: list[str]) -> tuple[dict[str, int], dict[int, str]]:
+    """label2id / id2label with integer ids (JSON turns keys into strings; transformers turns them back)."""
+    label2id = {name: i for i, name in enumerate(label_names)}
+    return label2id, {i: name for name, i in label2id.items()}
+
+
+def load_for_training(
+    name_or_path: str, label_names: list[str], trust_remote_code: bool = False
+) -> PreTrainedModel:
+    """A pretrained encoder with a fresh classification head sized to `label_names`, in float32
+    (checkpoints stored in float16 would not train on a CPU)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForAudioClassification
+
+    label2id, id2label = label_maps(label_names)
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    config.num_labels = len(label_names)
+    config.label2id, config.id2label = label2id, id2label
+    if hasattr(config, "layerdrop"):
+        config.layerdrop = 0.0  # layerdrop > 0 breaks DDP and only slows small fine-tunes
+    return AutoModelForAudioClassification.from_pretrained(
+        name_or_path,
+        config=config,
+        dtype=torch.float32,
+        ignore_mismatched_sizes=True,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def load_for_inference(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
+    import torch
+    from transformers import AutoModelForAudioClassification
+
+    model = AutoModelForAudioClassification.from_pretrained(
+        path, dtype=torch.float32, trust_remote_code=trust_remote_code
+    )
+    return model.eval()
+
+
+def whisper_context_seconds(longest_clip_s: float, max_duration: float) -> int:
+    """Whole seconds of context: the longest clip, capped by max_duration, rounded up, at most 30."""
+    return max(1, min(30, math.ceil(min(longest_clip_s, max_duration) - 1e-9)))
+
+
+def shorten_whisper_context(model: PreTrainedModel, extractor: FeatureExtractionMixin, seconds: int) -> None:
+    """Cut Whisper's encoder to `seconds` of audio: slice the sinusoidal position table and make the
+    extractor pad to match. The saved folder stays a stock Whisper classifier (the stock pipeline loads it).
+    Written by hand because transformers has no option for it; the encoder refuses any other length."""
+    import torch
+
+    if not is_whisper(extractor):
+        return
+    positions = seconds * WHISPER_FRAMES_PER_SECOND
+    encoder = model.encoder
+    if positions >= encoder.embed_positions.num_embeddings:
+        return
+    table = encoder.embed_positions.weight.data[:positions].clone()
+    encoder.embed_positions = torch.nn.Embedding(positions, table.shape[1])
+    encoder.embed_positions.weight.data.copy_(table)
+    encoder.embed_positions.requires_grad_(False)
+    encoder.max_source_positions = positions
+    model.config.max_source_positions = positions
+    encoder.config.max_source_positions = positions
+    set_whisper_context(extractor, seconds)
+
+
+def freeze_feature_encoder(model: PreTrainedModel) -> bool:
+    """Freeze the convolutional waveform encoder where the model has one; True if it did."""
+    freeze = getattr(model, "freeze_feature_encoder", None)
+    if freeze is None:
+        return False
+    freeze()
+    return True

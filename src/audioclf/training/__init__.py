@@ -1,0 +1,1 @@
+"""Training: decode clips once, fine-tune with transformers' Trainer, write the run folder."""

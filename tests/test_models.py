@@ -1,0 +1,82 @@
+"""Every architecture the HF guide lists trains, saves, reloads and predicts; label maps and dtypes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_tone_folder
+from tiny_models import BUILDERS, save_tiny
+
+import audioclf
+from audioclf.models import label_maps, whisper_context_seconds
+
+FEW_STEPS = dict(epochs=1, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3, warmup_ratio=0.0)
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_architecture_trains_saves_reloads_and_predicts(kind: str, tmp_path: Path) -> None:
+    checkpoint = save_tiny(kind, tmp_path / "base")
+    data = write_tone_folder(tmp_path / "data", per_label=4, rate=8000)
+    run = audioclf.train(data=str(data), model=str(checkpoint), output=str(tmp_path / "run"), **FEW_STEPS)
+
+    clf = audioclf.Classifier.load(run)
+    assert clf.labels == ["high", "low", "mid"]
+    clip = next((data / "mid").rglob("*.wav"))
+    [prediction] = clf.predict([clip], top_k=3)
+    assert [p["label"] for p in prediction] != [] and len(prediction) == 3
+    assert {p["label"] for p in prediction} == {"high", "low", "mid"}
+    scores = [p["score"] for p in prediction]
+    assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 1e-4
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["num_eval_clips"] > 0 and 0 <= metrics["accuracy"] <= 1
+
+
+def test_float16_checkpoint_trains_in_float32(tmp_path: Path) -> None:
+    checkpoint = save_tiny("whisper", tmp_path / "fp16", dtype=torch.float16)
+    assert "float16" in (checkpoint / "config.json").read_text()
+    data = write_tone_folder(tmp_path / "data", per_label=4)
+    run = audioclf.train(data=str(data), model=str(checkpoint), output=str(tmp_path / "run"), **FEW_STEPS)
+    clf = audioclf.Classifier.load(run)
+    assert {p.dtype for p in clf.model.parameters()} == {torch.float32}
+
+
+def test_label_maps_round_trip_through_json_with_integer_ids(tmp_path: Path, tiny_wav2vec2: Path) -> None:
+    from transformers import AutoConfig
+
+    label2id, id2label = label_maps(["yes", "no", "up"])
+    config = AutoConfig.from_pretrained(tiny_wav2vec2)
+    config.label2id, config.id2label, config.num_labels = label2id, id2label, 3
+    config.save_pretrained(tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["id2label"] == {"0": "yes", "1": "no", "2": "up"}  # JSON keys are strings on disk
+    reloaded = AutoConfig.from_pretrained(tmp_path)
+    assert reloaded.id2label == {0: "yes", 1: "no", 2: "up"} and reloaded.label2id == {"yes": 0, "no": 1, "up": 2}
+
+
+@pytest.mark.parametrize(
+    ("longest", "max_duration", "expected"), [(1.31, 10.0, 2), (2.0, 10.0, 2), (7.5, 5.0, 5), (45.0, 60.0, 30)]
+)
+def test_whisper_context_is_longest_clip_capped_and_rounded_up(longest: float, max_duration: float, expected: int):
+    assert whisper_context_seconds(longest, max_duration) == expected
+
+
+def test_whisper_context_cut_keeps_stock_pipeline_compatible(tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    checkpoint = save_tiny("whisper", tmp_path / "base")
+    data = write_tone_folder(tmp_path / "data", per_label=4)
+    run = audioclf.train(data=str(data), model=str(checkpoint), output=str(tmp_path / "run"), **FEW_STEPS)
+    config = json.loads((run / "config.json").read_text())
+    extractor = json.loads((run / "preprocessor_config.json").read_text())
+    assert config["max_source_positions"] == 100 and extractor["chunk_length"] == 2  # clips <= 1.2 s -> 2 s
+
+    clf = audioclf.Classifier.load(run)
+    wave = clf.prepare(next((data / "low").rglob("*.wav")))
+    stock = pipeline("audio-classification", model=str(run), top_k=3)(wave)
+    ours = clf.predict([wave], top_k=3)[0]
+    assert [p["label"] for p in ours] == [p["label"] for p in stock]
+    np.testing.assert_allclose([p["score"] for p in ours], [p["score"] for p in stock], atol=1e-5)

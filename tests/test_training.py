@@ -1,0 +1,62 @@
+"""Training internals: decode-once dataset, collation, augmentation, optimizer groups, bad-clip limit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_tone_folder
+from tiny_models import save_tiny
+
+from audioclf.audio import AudioError
+from audioclf.config import TrainConfig
+from audioclf.features import load_feature_extractor
+from audioclf.models import load_for_training
+from audioclf.sources import load_data
+from audioclf.training.augment import SpeedPerturbation
+from audioclf.training.dataset import AudioCollator, ClipDataset, decode_records
+from audioclf.training.trainer import TooManyBadClips, _optimizer, check_bad_clips
+
+
+def test_decode_records_resamples_once_and_collects_bad_clips(tmp_path: Path) -> None:
+    root = write_tone_folder(tmp_path / "d", per_label=2, rate=8000)
+    (root / "low" / "broken.wav").write_bytes(b"junk")
+    loaded = load_data(str(root))
+    clips = decode_records(loaded.records, {n: i for i, n in enumerate(loaded.label_names)}, 16000, 0.5)
+    assert len(clips.waves) == 6 and [e.name for e in clips.bad] == [str(root / "low" / "broken.wav")]
+    assert max(len(w) for w in clips.waves) == 8000  # cropped to max_duration at 16 kHz
+
+
+def test_collator_pads_dynamically_with_the_models_extractor(tmp_path: Path) -> None:
+    extractor = load_feature_extractor(str(save_tiny("wav2vec2", tmp_path / "m")))
+    clips = decode_records([], {}, 16000, 1.0)
+    clips.waves, clips.labels = [np.ones(800, np.float32), np.ones(1200, np.float32)], [0, 1]
+    dataset = ClipDataset(clips, "input_values")
+    batch = AudioCollator(extractor, "input_values")([dataset[0], dataset[1]])
+    assert tuple(batch["input_values"].shape) == (2, 1200) and batch["labels"].tolist() == [0, 1]
+
+
+def test_speed_perturbation_is_bounded_and_seeded() -> None:
+    wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    lengths = [len(SpeedPerturbation(0.1, 16000, seed=5)(wave)) for _ in range(2)]
+    assert lengths[0] == lengths[1]
+    many = SpeedPerturbation(0.1, 16000, seed=1)
+    observed = {len(many(wave)) for _ in range(20)}
+    assert len(observed) > 5 and all(16000 / 1.1 - 2 <= n <= 16000 / 0.9 + 2 for n in observed)
+
+
+def test_head_gets_its_own_learning_rate(tmp_path: Path) -> None:
+    model = load_for_training(str(save_tiny("wav2vec2", tmp_path / "m")), ["a", "b"])
+    _, kwargs = _optimizer(model, TrainConfig(learning_rate=1e-5, head_learning_rate=1e-3))
+    encoder, head = kwargs["params"]
+    assert (encoder["lr"], head["lr"]) == (1e-5, 1e-3)
+    head_ids = {id(p) for p in head["params"]}
+    assert head_ids == {id(p) for p in [*model.projector.parameters(), *model.classifier.parameters()]}
+
+
+def test_bad_clip_fraction_limit() -> None:
+    bad = [AudioError("a.wav", "empty clip")]
+    check_bad_clips(bad, 100, 0.01)  # 1% is allowed
+    with pytest.raises(TooManyBadClips, match="a.wav: empty clip"):
+        check_bad_clips(bad, 50, 0.01)
