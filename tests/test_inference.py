@@ -12,7 +12,8 @@ from tiny_models import save_tiny
 import audioclf
 from audioclf.inference import Classifier, plan_batches
 
-FEW_STEPS = dict(epochs=2, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3, warmup_ratio=0.0)
+FEW_STEPS = dict(epochs=8, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3, warmup_ratio=0.0,
+                 freeze_feature_encoder=False)
 
 
 @pytest.fixture(scope="module")

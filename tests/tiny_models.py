@@ -28,7 +28,7 @@ def _wav2vec2_family(config_name: str, **extra: Any) -> Callable[[], tuple[Any, 
         import transformers
 
         config = getattr(transformers, config_name)(**SMALL, **CONV, **extra)
-        return config, _waveform_extractor(attention_mask=config.feat_extract_norm == "layer")
+        return config, _waveform_extractor(attention_mask=getattr(config, "feat_extract_norm", "layer") == "layer")
     return build
 
 

@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 def load_feature_extractor(name_or_path: str, trust_remote_code: bool = False) -> FeatureExtractionMixin:
     from transformers import AutoFeatureExtractor
 
-    return AutoFeatureExtractor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    from audioclf.presets import preset_path
+
+    source = preset_path(name_or_path) or name_or_path
+    return AutoFeatureExtractor.from_pretrained(str(source), trust_remote_code=trust_remote_code)
 
 
 def sampling_rate(extractor: FeatureExtractionMixin) -> int:

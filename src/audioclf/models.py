@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from transformers import FeatureExtractionMixin, PreTrainedModel
 
 from audioclf.features import is_whisper, set_whisper_context
+from audioclf.presets import preset_path
 
 WHISPER_FRAMES_PER_SECOND = 50  # encoder positions per second of audio (100 mel frames, conv stride 2)
 
@@ -20,19 +21,24 @@ def label_maps(label_names: list[str]) -> tuple[dict[str, int], dict[int, str]]:
 
 
 def load_for_training(
-    name_or_path: str, label_names: list[str], trust_remote_code: bool = False
+    name_or_path: str, label_names: list[str], trust_remote_code: bool = False, seed: int = 0
 ) -> PreTrainedModel:
     """A pretrained encoder with a fresh classification head sized to `label_names`, in float32
-    (checkpoints stored in float16 would not train on a CPU)."""
+    (checkpoints stored in float16 would not train on a CPU). A preset (`audioclf:<name>`) is a
+    config only: its model starts from random weights drawn with `seed`."""
     import torch
-    from transformers import AutoConfig, AutoModelForAudioClassification
+    from transformers import AutoConfig, AutoModelForAudioClassification, set_seed
 
+    preset = preset_path(name_or_path)
     label2id, id2label = label_maps(label_names)
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(str(preset or name_or_path), trust_remote_code=trust_remote_code)
     config.num_labels = len(label_names)
     config.label2id, config.id2label = label2id, id2label
     if hasattr(config, "layerdrop"):
         config.layerdrop = 0.0  # layerdrop > 0 breaks DDP and only slows small fine-tunes
+    if preset:
+        set_seed(seed)
+        return AutoModelForAudioClassification.from_config(config, dtype=torch.float32)
     return AutoModelForAudioClassification.from_pretrained(
         name_or_path,
         config=config,

@@ -105,7 +105,7 @@ def _train_in(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
 def _prepare_model(
     config: TrainConfig, label_names: list[str], extractor: Any, train: DecodedClips, test: DecodedClips
 ) -> Any:
-    model = load_for_training(config.model, label_names, config.trust_remote_code)
+    model = load_for_training(config.model, label_names, config.trust_remote_code, config.seed)
     if config.whisper_short_context:
         longest = max(train.longest_seconds(sampling_rate(extractor)), test.longest_seconds(sampling_rate(extractor)))
         shorten_whisper_context(model, extractor, whisper_context_seconds(longest, config.max_duration))
