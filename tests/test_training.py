@@ -14,7 +14,7 @@ from audioclf.config import TrainConfig
 from audioclf.features import load_feature_extractor
 from audioclf.models import load_for_training
 from audioclf.sources import load_data
-from audioclf.training.augment import SpeedPerturbation
+from audioclf.training.augment import Augmenter
 from audioclf.training.dataset import AudioCollator, ClipDataset, decode_records
 from audioclf.training.trainer import TooManyBadClips, _optimizer, check_bad_clips
 
@@ -39,11 +39,28 @@ def test_collator_pads_dynamically_with_the_models_extractor(tmp_path: Path) -> 
 
 def test_speed_perturbation_is_bounded_and_seeded() -> None:
     wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
-    lengths = [len(SpeedPerturbation(0.1, 16000, seed=5)(wave)) for _ in range(2)]
+    lengths = [len(Augmenter(16000, 0.1, seed=5)(wave)) for _ in range(2)]
     assert lengths[0] == lengths[1]
-    many = SpeedPerturbation(0.1, 16000, seed=1)
+    many = Augmenter(16000, 0.1, seed=1)
     observed = {len(many(wave)) for _ in range(20)}
     assert len(observed) > 5 and all(16000 / 1.1 - 2 <= n <= 16000 / 0.9 + 2 for n in observed)
+
+
+def test_noise_augmentation_hits_the_requested_snr() -> None:
+    t = np.arange(16000) / 16000
+    wave = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    noisy = Augmenter(16000, noise_snr=(20.0, 20.0), seed=0)(wave)
+    snr = 10 * np.log10(np.mean(wave**2) / np.mean((noisy - wave) ** 2))
+    assert len(noisy) == len(wave) and abs(snr - 20) < 0.5
+    assert not Augmenter(16000).active
+
+
+def test_noise_snr_must_be_a_range() -> None:
+    from audioclf.config import ConfigError
+
+    assert TrainConfig(augment_noise_snr="10:30").noise_snr_range() == (10.0, 30.0)
+    with pytest.raises(ConfigError, match="augment_noise_snr"):
+        TrainConfig.build({"augment_noise_snr": "30:10"})
 
 
 def test_head_gets_its_own_learning_rate(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Audio in: decode (soundfile), downmix, resample (soxr), validate and crop, with no FFmpeg or torchaudio."""
+"""Audio in: decode (soundfile), downmix, resample (soxr), validate, crop and mix noise; no FFmpeg or torchaudio."""
 
 from __future__ import annotations
 
@@ -74,6 +74,18 @@ def crop(wave: np.ndarray, rate: int, max_duration: float | None) -> np.ndarray:
     if max_duration is None:
         return wave
     return wave[: max(1, int(round(max_duration * rate)))]
+
+
+def add_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Mix in pink-ish noise (white noise through a one-pole low-pass) `snr_db` below the speech power
+    (measured over non-silent samples)."""
+    from scipy.signal import lfilter
+
+    noise = lfilter([1.0], [1.0, -0.95], rng.standard_normal(wave.size)).astype(np.float32)
+    voiced = np.abs(wave) > 1e-4
+    speech_power = float(np.mean(wave[voiced] ** 2)) if voiced.any() else 1e-8
+    noise_power = float(np.mean(noise**2)) or 1.0
+    return (wave + noise * np.sqrt(speech_power / noise_power / 10 ** (snr_db / 10))).astype(np.float32)
 
 
 def load_audio(

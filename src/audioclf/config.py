@@ -51,6 +51,7 @@ class TrainConfig:
         None, "Peak learning rate of the new classification head (default: learning_rate)."
     )
     augment_speed: float = _opt(0.0, "Speed perturbation while training: up to this fraction faster/slower (0: off).")
+    augment_noise_snr: str | None = _opt(None, "Background noise while training at a random SNR in LOW:HIGH dB.")
     batch_size: int = _opt(32, "Clips per training step per device.")
     eval_batch_size: int | None = _opt(None, "Clips per evaluation step (default: batch_size).")
     gradient_accumulation_steps: int = _opt(4, "Steps whose gradients are summed before an update.")
@@ -79,6 +80,7 @@ class TrainConfig:
             "head_learning_rate", self.head_learning_rate, "a number > 0",
         )
         _require(0 <= self.augment_speed < 0.5, "augment_speed", self.augment_speed, "a fraction in [0, 0.5)")
+        self.noise_snr_range()
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _require(
             self.eval_batch_size is None or self.eval_batch_size >= 1,
@@ -95,6 +97,17 @@ class TrainConfig:
         _require(bool(self.data), "data", self.data, "a dataset id, folder or manifest")
         _require(bool(self.output), "output", self.output, "a folder path")
         return self
+
+    def noise_snr_range(self) -> tuple[float, float] | None:
+        """`augment_noise_snr` as (low, high) dB, or None."""
+        if self.augment_noise_snr is None:
+            return None
+        try:
+            low, high = (float(x) for x in str(self.augment_noise_snr).split(":"))
+        except ValueError:
+            low, high = math.nan, math.nan
+        _require(low <= high, "augment_noise_snr", self.augment_noise_snr, "LOW:HIGH in dB, e.g. 10:30")
+        return low, high
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from audioclf.audio import resample
+from audioclf.audio import add_noise, resample
 from audioclf.runs import atomic_write_bytes, atomic_write_text
 
 # eSpeak NG accents per language; a synthetic voice speaks each language with one of them.
@@ -145,7 +145,7 @@ def _finish(wave: np.ndarray, options: SynthOptions, rng: np.random.Generator) -
     if options.telephone:
         wave = _band_pass(wave, options.sample_rate, *TELEPHONE_BAND_HZ)
     if options.noise_snr:
-        wave = _add_noise(wave, float(rng.uniform(*options.noise_snr)), rng)
+        wave = add_noise(wave, float(rng.uniform(*options.noise_snr)), rng)
     peak = float(np.abs(wave).max()) or 1.0
     return (wave / peak * rng.uniform(0.3, 0.9)).astype(np.float32)
 
@@ -155,16 +155,6 @@ def _band_pass(wave: np.ndarray, rate: int, low: float, high: float) -> np.ndarr
 
     sos = butter(4, [low, min(high, rate / 2 * 0.99)], btype="bandpass", fs=rate, output="sos")
     return sosfiltfilt(sos, wave).astype(np.float32)
-
-
-def _add_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """Pink-ish noise (white noise through a one-pole low-pass) at `snr_db` below the speech power."""
-    from scipy.signal import lfilter
-
-    pink = lfilter([1.0], [1.0, -0.95], rng.standard_normal(wave.size)).astype(np.float32)
-    speech_power = float(np.mean(wave[np.abs(wave) > 1e-4] ** 2)) if np.any(np.abs(wave) > 1e-4) else 1e-8
-    noise_power = float(np.mean(pink**2)) or 1.0
-    return wave + pink * np.sqrt(speech_power / noise_power / 10 ** (snr_db / 10))
 
 
 def _write_manifest(path: Path, rows: list[dict[str, str]]) -> None:

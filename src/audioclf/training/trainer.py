@@ -24,7 +24,7 @@ from audioclf.models import (
 )
 from audioclf.sources import LoadedData, load_data, split_records
 from audioclf.sources.records import DataError
-from audioclf.training.augment import SpeedPerturbation
+from audioclf.training.augment import Augmenter
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips, decode_records
 
 log = logging.getLogger("audioclf")
@@ -142,11 +142,11 @@ def _build_trainer(
         disable_tqdm=False,  # transformers ties it to its log level, which the CLI lowers
         dataloader_pin_memory=_cuda_available(),
     )
-    augment = SpeedPerturbation(config.augment_speed, sampling_rate(extractor), config.seed)
+    augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed)
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=ClipDataset(train, input_name, augment if config.augment_speed else None),
+        train_dataset=ClipDataset(train, input_name, augment if augment.active else None),
         eval_dataset=ClipDataset(test, input_name) if has_eval else None,
         data_collator=AudioCollator(extractor, input_name),
         processing_class=extractor,
