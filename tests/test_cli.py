@@ -128,3 +128,11 @@ def test_config_errors_are_one_line_messages(tmp_path: Path, capsys) -> None:
 def test_predict_on_missing_model_folder_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["predict", str(tmp_path / "nope"), "x.wav"]) == 2
     assert "not a model folder" in capsys.readouterr().err
+
+
+def test_push_to_hub_offline_completes_the_local_run_first(tmp_path: Path, tiny_wav2vec2: Path, caplog) -> None:
+    data = write_tone_folder(tmp_path / "data", per_label=4)
+    code = main(["train", "--data", str(data), "--model", str(tiny_wav2vec2), "--output", str(tmp_path / "run"),
+                 "--push-to-hub", "--hub-model-id", "someone/tones", *TRAIN_FLAGS])
+    assert code == 0 and "saved locally" in caplog.text
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "complete"

@@ -69,6 +69,8 @@ def train(config: TrainConfig) -> Path:
         runs.write_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
         raise
     runs.write_status(run_dir, "complete", **summary)
+    if config.push_to_hub:  # after the local run is complete: a failed upload never costs it
+        runs.push_run_to_hub(run_dir, config.hub_model_id)
     return run_dir
 
 
@@ -96,8 +98,6 @@ def _train_in(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
     metrics = score_clips(classifier, test_clips, len(bad), run_dir)
     card = _model_card(config, data, metrics, len(train_clips.waves))
     runs.atomic_write_text(run_dir / runs.CARD_FILE, card)
-    if config.push_to_hub:
-        runs.push_run_to_hub(run_dir, config.hub_model_id)
     return {"num_train_clips": len(train_clips.waves), "num_eval_clips": len(test_clips.waves),
             "num_skipped": len(bad), "skipped": [str(e) for e in bad], "accuracy": metrics["accuracy"]}
 
