@@ -9,11 +9,15 @@ from typing import Any
 
 DEMO_MODEL = "audioclf:compact-whisper"
 # Measured with `make demo` on a 2-core CPU (see README): synthesis, training and evaluation together.
-DEMO_MINUTES = "about 5"
+DEMO_MINUTES = "about 7"
+DEMO_VOICES = 24
+DEMO_LANGUAGES = ["en"]
 
 
 def demo_config(output: Path, data: Path, model: str) -> dict[str, Any]:
-    """The demo's training run: voices held out (grouped split), hyperparameters for a from-scratch model."""
+    """The demo's training run: voices held out (grouped split). A model trained from scratch needs many
+    short epochs at a high learning rate and speed perturbation to generalise to unheard voices (measured:
+    see README); a pretrained checkpoint is fine-tuned briefly instead."""
     from_scratch = model.startswith("audioclf:")
     return {
         "data": str(data / "manifest.csv"),
@@ -21,29 +25,30 @@ def demo_config(output: Path, data: Path, model: str) -> dict[str, Any]:
         "test_size": 0.25,
         "model": model,
         "max_duration": 4.0,
-        "epochs": 8.0 if from_scratch else 3.0,
+        "epochs": 30.0 if from_scratch else 3.0,
         "batch_size": 16,
         "gradient_accumulation_steps": 1,
-        "learning_rate": 5e-4 if from_scratch else 3e-5,
+        "learning_rate": 2e-3 if from_scratch else 3e-5,
         "head_learning_rate": None if from_scratch else 1e-3,
+        "augment_speed": 0.15,
         "output": str(output),
         "overwrite": True,
     }
 
 
-def run_demo(output: Path = Path("runs/demo"), model: str = DEMO_MODEL, voices: int = 12, seed: int = 0) -> Path:
+def run_demo(output: Path = Path("runs/demo"), model: str = DEMO_MODEL, voices: int = DEMO_VOICES, seed: int = 0) -> Path:
     """Synthesize the bundled MInDS-14-style phrases, train, evaluate on held-out voices, print samples."""
     from audioclf.api import train
     from audioclf.evaluation import format_metrics
     from audioclf.synth import SynthOptions, bundled_phrases, synthesize_dataset
 
     data = output.parent / f"{output.name}-data"
-    print(f"audioclf demo: synthesizing the 14 MInDS-14 banking intents in English, French and German with "
-          f"{voices} eSpeak NG voices (8 kHz telephone audio, background noise), training {model} on most voices "
-          f"and testing on voices it never heard. This takes {DEMO_MINUTES} minutes on a 2-core CPU.", flush=True)
+    print(f"audioclf demo: synthesizing the 14 MInDS-14 banking intents (4 English phrasings each) with "
+          f"{voices} eSpeak NG voices, training {model} on three quarters of the voices and testing on voices "
+          f"it never heard. This takes {DEMO_MINUTES} minutes on a 2-core CPU.", flush=True)
     started = time.monotonic()
-    synthesize_dataset(bundled_phrases(), data, SynthOptions(voices=voices, sample_rate=8000, noise_snr=(15, 35),
-                                                             telephone=True, seed=seed))
+    synthesize_dataset(bundled_phrases(), data,
+                       SynthOptions(voices=voices, sample_rate=16000, languages=DEMO_LANGUAGES, seed=seed))
     run_dir = train(demo_config(output, data, model), seed=seed)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print(format_metrics(metrics))

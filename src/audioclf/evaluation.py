@@ -87,19 +87,21 @@ def model_card(
     base_model: str, data_description: str, label_names: list[str], hyperparameters: dict[str, Any],
     metrics: dict[str, Any], num_train: int,
 ) -> str:
-    """A Hub-style README.md for the run folder."""
+    """A Hub-style README.md for the run folder (a preset, `audioclf:<name>`, is no Hub base model)."""
     hyper = "\n".join(f"| {key} | {value} |" for key, value in hyperparameters.items())
+    from_scratch = base_model.startswith("audioclf:")
+    base_line = "" if from_scratch else f"base_model: {base_model}\n"
+    origin = f"trained from scratch (preset `{base_model}`)" if from_scratch else f"fine-tuned from `{base_model}`"
     return f"""---
 library_name: transformers
 pipeline_tag: audio-classification
-base_model: {base_model}
-tags: [audio-classification, audioclf]
+{base_line}tags: [audio-classification, audioclf]
 metrics: [accuracy, f1]
 ---
 
-# Audio classifier fine-tuned from `{base_model}`
+# Audio classifier {origin}
 
-Trained with [audioclf](https://pypi.org/project/audioclf/) on {data_description}:
+Trained with audioclf on {data_description}:
 {num_train} training clips, {metrics['num_eval_clips']} evaluation clips ({metrics['num_skipped']} unreadable clips skipped),
 {len(label_names)} labels: {', '.join(label_names)}.
 

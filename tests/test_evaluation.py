@@ -1,0 +1,32 @@
+"""Metrics, the confusion-matrix plot and the model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audioclf.evaluation import classification_metrics, format_metrics, model_card, save_confusion_matrix
+
+
+def test_metrics_match_a_hand_count() -> None:
+    # truth a a b b c ; predicted a b b b a  -> 3 of 5 right
+    metrics = classification_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["a", "b", "c"], num_skipped=2)
+    assert metrics["accuracy"] == pytest.approx(0.6) and metrics["num_skipped"] == 2
+    assert metrics["per_class"]["b"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+    assert metrics["per_class"]["c"]["recall"] == 0.0  # never predicted, no crash on zero division
+    assert metrics["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    assert "accuracy 0.6000" in format_metrics(metrics)
+
+
+def test_confusion_matrix_png(tmp_path: Path) -> None:
+    save_confusion_matrix([0, 1, 1], [0, 1, 0], ["yes", "no"], tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_model_card_names_the_base_model_only_when_it_is_on_the_hub() -> None:
+    metrics = classification_metrics([0, 1], [0, 1], ["a", "b"])
+    pretrained = model_card("facebook/wav2vec2-base", "data", ["a", "b"], {"learning_rate": 3e-5}, metrics, 8)
+    scratch = model_card("audioclf:compact-whisper", "data", ["a", "b"], {}, metrics, 8)
+    assert "base_model: facebook/wav2vec2-base" in pretrained and "| learning_rate | 3e-05 |" in pretrained
+    assert "base_model" not in scratch and "trained from scratch" in scratch
