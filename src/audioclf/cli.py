@@ -120,7 +120,7 @@ def _add_demo(commands: Any) -> None:
     demo.add_argument("--output", type=Path, default=Path("runs/demo"), help="Run folder (default: runs/demo).")
     demo.add_argument("--model", default=None, help="Model to fine-tune instead of the compact from-scratch preset.")
     demo.add_argument("--voices", type=int, default=24, help="Synthetic voices (default: 24).")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=42, help="Seed of the voices and of training (default: 42).")
     demo.set_defaults(handler=_run_demo)
 
 
