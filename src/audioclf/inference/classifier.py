@@ -8,7 +8,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from audioclf.audio import AudioSource, load_audio
-from audioclf.features import extract_features, load_feature_extractor, padding_changes_output, sampling_rate
+from audioclf.features import extract_features, load_feature_extractor, padding_changes_output
+from audioclf.features import sampling_rate as extractor_rate
 
 Prediction = list[dict[str, Any]]
 
@@ -26,7 +27,7 @@ class Classifier:
         self.extractor = extractor
         self.max_duration = max_duration
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
-        self.rate = sampling_rate(extractor)
+        self.rate = extractor_rate(extractor)
         self._equal_lengths_only = padding_changes_output(extractor)
 
     @classmethod

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from audioclf.audio import is_audio_file
-from audioclf.sources.records import DataError, LoadedData, Record, sorted_labels
-
-SPLIT_FOLDERS = {"train": "train", "test": "test", "validation": "test", "valid": "test", "val": "test"}
+from audioclf.sources.records import SPLIT_ALIASES, DataError, LoadedData, Record, sorted_labels
 
 
 def load_folder(root: Path) -> LoadedData:
@@ -22,7 +20,7 @@ def load_folder(root: Path) -> LoadedData:
 
 def _record(root: Path, path: Path) -> Record | None:
     parts = list(path.relative_to(root).parts[:-1])
-    split = SPLIT_FOLDERS.get(parts[0].lower()) if parts else None
+    split = SPLIT_ALIASES.get(parts[0].lower()) if parts else None
     if split:
         parts = parts[1:]
     if not parts:

@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from audioclf.sources.records import DataError, LoadedData, Record, sorted_labels
-
-SPLIT_NAMES = {"train": "train", "test": "test", "validation": "test", "valid": "test", "val": "test", "": None}
+from audioclf.sources.records import SPLIT_ALIASES, DataError, LoadedData, Record, sorted_labels
 
 
 def load_manifest(
@@ -66,8 +64,8 @@ def _record(path: Path, line: int, row: dict[str, Any], audio_col: str, label_co
     if not audio or not label:
         raise DataError(f"{path}, row {line}: empty '{audio_col}' or '{label_col}'")
     split_value = str(row.get("split") or "").strip().lower()
-    if split_value not in SPLIT_NAMES:
+    if split_value and split_value not in SPLIT_ALIASES:
         raise DataError(f"{path}, row {line}: split '{split_value}' is not train or test")
     clip = Path(audio) if Path(audio).is_absolute() else path.parent / audio
     group = str(row.get(group_col) or "").strip() or None
-    return Record(audio=str(clip), name=str(clip), label=label, group=group, split=SPLIT_NAMES[split_value])
+    return Record(audio=str(clip), name=str(clip), label=label, group=group, split=SPLIT_ALIASES.get(split_value))

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from audioclf.audio import AudioSource
 
 
+# Split names a source may use, mapped to ours; validation data is held out like test data.
+SPLIT_ALIASES = {"train": "train", "test": "test", "validation": "test", "valid": "test", "val": "test"}
+
+
 class DataError(ValueError):
     """A data source that cannot be read or used; the message names the file and the problem."""
 
