@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from audioclf.config import ConfigError, TrainConfig
+from audioclf.config import ConfigError, TrainConfig, load_config
 
 PREDICT_CHUNK = 256  # files decoded at a time by `predict`, so memory stays flat on large folders
 
@@ -160,7 +160,6 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace) -> int:
     from audioclf.api import train
-    from audioclf.config import load_config
     from audioclf.evaluation import format_metrics
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}

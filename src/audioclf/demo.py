@@ -24,8 +24,8 @@ def demo_config(output: Path, data: Path, model: str) -> dict[str, Any]:
         "group_by": "group",
         "test_size": 0.25,
         "model": model,
-        "max_duration": 4.0,
-        "epochs": 30.0 if from_scratch else 3.0,
+        "max_duration": 3.0,  # 95% of the demo's clips are shorter; a 3 s context affords more epochs
+        "epochs": 40.0 if from_scratch else 3.0,
         "batch_size": 16,
         "gradient_accumulation_steps": 1,
         "learning_rate": 2e-3 if from_scratch else 3e-5,
