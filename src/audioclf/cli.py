@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from audioclf.config import ConfigError, TrainConfig, load_config
+from audioclf.config import ConfigError, TrainConfig, load_config, parse_db_range
 
 PREDICT_CHUNK = 256  # files decoded at a time by `predict`, so memory stays flat on large folders
 
@@ -129,25 +129,13 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     if args.voices < 1 or args.sample_rate < 4000:
         raise ConfigError("--voices must be >= 1 and --sample-rate >= 4000")
-    options = SynthOptions(voices=args.voices, sample_rate=args.sample_rate, noise_snr=_snr_range(args.noise_snr),
+    options = SynthOptions(voices=args.voices, sample_rate=args.sample_rate, noise_snr=parse_db_range(args.noise_snr, "--noise-snr"),
                            telephone=args.telephone, seed=args.seed,
                            languages=args.languages.split(",") if args.languages else None)
     manifest = synthesize_dataset(Path(args.phrases) if args.phrases else bundled_phrases(), Path(args.output),
                                   options)
     print(f"wrote {manifest}")
     return 0
-
-
-def _snr_range(text: str | None) -> tuple[float, float] | None:
-    if not text:
-        return None
-    try:
-        low, high = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise ConfigError(f"--noise-snr {text!r}: expected LOW:HIGH in dB, e.g. 15:35") from None
-    if low > high:
-        raise ConfigError(f"--noise-snr {text!r}: LOW must not exceed HIGH")
-    return low, high
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -100,14 +100,7 @@ class TrainConfig:
 
     def noise_snr_range(self) -> tuple[float, float] | None:
         """`augment_noise_snr` as (low, high) dB, or None."""
-        if self.augment_noise_snr is None:
-            return None
-        try:
-            low, high = (float(x) for x in str(self.augment_noise_snr).split(":"))
-        except ValueError:
-            low, high = math.nan, math.nan
-        _require(low <= high, "augment_noise_snr", self.augment_noise_snr, "LOW:HIGH in dB, e.g. 10:30")
-        return low, high
+        return parse_db_range(self.augment_noise_snr, "augment_noise_snr")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,6 +146,18 @@ def load_config(config: TrainConfig | dict[str, Any] | str | Path | None = None,
     else:
         base = TrainConfig.build(config or {})
     return TrainConfig.build(overrides, source="arguments", base=base)
+
+
+def parse_db_range(text: str | None, name: str) -> tuple[float, float] | None:
+    """'LOW:HIGH' (dB) as (low, high); None stays None. Raises ConfigError naming `name`."""
+    if text is None or text == "":
+        return None
+    try:
+        low, high = (float(x) for x in str(text).split(":"))
+    except ValueError:
+        low, high = math.nan, math.nan
+    _require(low <= high, name, text, "LOW:HIGH in dB with LOW <= HIGH, e.g. 10:30")
+    return low, high
 
 
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:

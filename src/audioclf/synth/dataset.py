@@ -89,9 +89,9 @@ def load_phrases(path: Path, languages: list[str] | None = None) -> dict[str, di
 def make_voices(count: int, languages: list[str], seed: int) -> list[Voice]:
     rng = np.random.default_rng(seed)
     voices = []
+    choices = {lang: ACCENTS.get(lang, [lang]) for lang in languages}
     for i in range(count):
-        accents = {lang: ACCENTS.get(lang, [lang])[int(rng.integers(len(ACCENTS.get(lang, [lang]))))]
-                   for lang in languages}
+        accents = {lang: options[int(rng.integers(len(options)))] for lang, options in choices.items()}
         voices.append(Voice(f"voice{i:02d}", VARIANTS[i % len(VARIANTS)], int(rng.integers(25, 75)),
                             int(rng.integers(140, 200)), accents))
     return voices
