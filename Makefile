@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean
+.PHONY: install test browser bench demo clean
 
 install: $(STAMP)
 
@@ -17,8 +17,20 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as it should.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The web page's test drives Debian's chromium; install it where missing (the test skips, saying why,
+# only where it cannot be installed).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null) || echo "make: could not install chromium"
+
+# Benchmarks print our figure beside the reference from the same run and write bench/results/*.json.
+# `make bench QUICK=1` runs each one small, to check the scripts.
+BENCH_FLAGS := $(if $(QUICK),--quick,)
+bench: $(STAMP)
+	$(PY) bench/serve_load.py $(BENCH_FLAGS)
 
 # The whole product offline: synthesize spoken banking intents, train, evaluate on unseen voices.
 demo: $(STAMP)

@@ -62,3 +62,18 @@ def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_models import save_tiny
 
     return save_tiny("wav2vec2", tmp_path_factory.mktemp("tiny-wav2vec2"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A finished run folder: a tiny wav2vec2 trained to tell the three tones apart, and its data folder."""
+    import audioclf
+    from tiny_models import save_tiny
+
+    root = tmp_path_factory.mktemp("trained")
+    checkpoint = save_tiny("wav2vec2", root / "base")
+    data = write_tone_folder(root / "data", per_label=6, rate=8000)
+    run = audioclf.train(data=str(data), model=str(checkpoint), output=str(root / "run"), epochs=8, batch_size=4,
+                         gradient_accumulation_steps=1, learning_rate=1e-3, warmup_ratio=0.0,
+                         freeze_feature_encoder=False)
+    return run, data

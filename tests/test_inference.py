@@ -7,21 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tone, write_tone_folder
-from tiny_models import save_tiny
 
-import audioclf
 from audioclf.inference import Classifier, plan_batches
-
-FEW_STEPS = dict(epochs=8, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3, warmup_ratio=0.0,
-                 freeze_feature_encoder=False)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("inference")
-    checkpoint = save_tiny("wav2vec2", root / "base")
-    data = write_tone_folder(root / "data", per_label=6, rate=8000)
-    return audioclf.train(data=str(data), model=str(checkpoint), output=str(root / "run"), **FEW_STEPS), data
 
 
 def test_predict_matches_stock_pipeline_on_16khz_audio(trained_run: tuple[Path, Path]) -> None:

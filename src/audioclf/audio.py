@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Union
 
@@ -25,6 +26,10 @@ class AudioError(ValueError):
         self.reason = reason
 
 
+class UndecodableAudio(AudioError):
+    """The bytes are not audio in a format soundfile reads (or the file is missing)."""
+
+
 def is_audio_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
 
@@ -35,14 +40,35 @@ def decode(source: AudioSource, name: str | None = None) -> tuple[np.ndarray, in
     if isinstance(source, tuple):
         wave, rate = np.asarray(source[0], dtype=np.float32), int(source[1])
     else:
-        if not isinstance(source, bytes) and not Path(source).is_file():
-            raise AudioError(name, "file not found" if not Path(source).exists() else "not a file")
-        handle = io.BytesIO(source) if isinstance(source, bytes) else source
-        try:
-            wave, rate = sf.read(handle, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-            raise AudioError(name, f"cannot decode audio ({err})") from None
+        wave, rate = _read_file(source, name)
     return to_mono(wave), rate
+
+
+def _read_file(source: str | Path | bytes, name: str) -> tuple[np.ndarray, int]:
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise UndecodableAudio(name, "file not found" if not Path(source).exists() else "not a file")
+    try:
+        with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source) as handle:
+            check_not_truncated(handle.extra_info, name)
+            return handle.read(dtype="float32", always_2d=True), handle.samplerate
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        if isinstance(err, AudioError):
+            raise
+        raise UndecodableAudio(name, f"cannot decode audio ({getattr(err, 'error_string', err)})") from None
+
+
+# libsndfile reads a cut-off WAV/AIFF without complaint and only logs "data : 32000 (should be 56)";
+# its log is the one place that tells a truncated upload or copy from a short clip.
+_SHORT_DATA_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_LENGTHS = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # streaming writers leave these in the header
+
+
+def check_not_truncated(sndfile_log: str, name: str) -> None:
+    """Raise AudioError when the header declares more audio data than the file holds."""
+    for declared, present in _SHORT_DATA_CHUNK.findall(sndfile_log):
+        declared, present = int(declared), int(present)
+        if present < declared and declared not in _UNKNOWN_LENGTHS:
+            raise AudioError(name, f"truncated file: header declares {declared} bytes of audio, file holds {present}")
 
 
 def to_mono(wave: np.ndarray) -> np.ndarray:

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_evaluate(commands)
     _add_predict(commands)
+    _add_serve(commands)
     _add_synth(commands)
     _add_demo(commands)
     return parser
@@ -99,6 +100,27 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("--batch-size", type=int, default=8, help="Clips per forward pass (default: 8).")
     predict.add_argument("--trust-remote-code", action="store_true")
     predict.set_defaults(handler=_run_predict)
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="Serve a trained model over HTTP, with a web page at /.",
+                                description="HTTP API (/v1/classify, /v1/classify/batch, /v1/labels, /healthz, "
+                                "/readyz, /docs) and a web page at /. Needs `pip install 'audioclf[serve]'`.")
+    serve.add_argument("model", help="Run folder or model folder (safetensors).")
+    serve.add_argument("--host", default="127.0.0.1", help="Address to bind (default: 127.0.0.1, this machine only).")
+    serve.add_argument("--port", type=int, default=8000, help="Port (default: 8000).")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="Largest request body (default: 20).")
+    serve.add_argument("--max-duration", type=float, default=60.0, help="Longest clip in seconds (default: 60).")
+    serve.add_argument("--workers", type=int, default=1, help="Server processes, each with the model (default: 1).")
+    serve.add_argument("--top-k", type=int, default=5, help="Labels per answer unless the request says (default: 5).")
+    serve.add_argument("--max-batch", type=int, default=8,
+                       help="Concurrent requests scored in one model call; 1 turns batching off (default: 8).")
+    serve.add_argument("--batch-window-ms", type=float, default=5.0,
+                       help="How long a request waits for others to batch with (default: 5).")
+    serve.add_argument("--queue-limit", type=int, default=64,
+                       help="Requests waiting for the model before new ones get 503 (default: 64).")
+    serve.add_argument("--trust-remote-code", action="store_true")
+    serve.set_defaults(handler=_run_serve)
 
 
 def _add_synth(commands: Any) -> None:
@@ -200,6 +222,24 @@ def _run_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"audioclf: {failed} of {len(files)} input(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from audioclf.runs import require_model_folder
+
+    require_model_folder(Path(args.model))
+    try:
+        from audioclf.inference.server import ServeOptions, serve
+    except ImportError as err:
+        raise ConfigError(str(err)) from None
+    names = [f.name for f in fields(ServeOptions)]
+    try:
+        options = ServeOptions(**{name: getattr(args, name) for name in names}).validate()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    _quiet_transformers()
+    serve(args.model, options)
+    return 0
 
 
 def _expand_inputs(inputs: list[str], expand: Callable[[list[str]], list[Path]]) -> list[tuple[Path, str | None]]:

@@ -53,7 +53,7 @@ def load_for_inference(path: str, trust_remote_code: bool = False) -> PreTrained
     from transformers import AutoModelForAudioClassification
 
     model = AutoModelForAudioClassification.from_pretrained(
-        path, dtype=torch.float32, trust_remote_code=trust_remote_code
+        path, dtype=torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True
     )
     return model.eval()
 

@@ -95,6 +95,15 @@ def require_finished(model_dir: Path) -> None:
         )
 
 
+def require_model_folder(path: Path) -> None:
+    """Refuse anything but a finished model folder with safetensors weights, with a message saying why."""
+    if not (path / "config.json").is_file():
+        raise RunError(f"{path}: not a model folder (no config.json)")
+    if not any(path.glob("*.safetensors")) and not (path / "model.safetensors.index.json").is_file():
+        raise RunError(f"{path}: no safetensors weights (audioclf loads only .safetensors models)")
+    require_finished(path)
+
+
 def save_model(model: Any, extractor: Any, run_dir: Path) -> None:
     """Save model (safetensors) and feature extractor into a temporary folder, then move each file
     into place with an atomic rename."""

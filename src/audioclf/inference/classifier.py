@@ -34,12 +34,10 @@ class Classifier:
     def load(cls, path: str | Path, trust_remote_code: bool = False) -> Classifier:
         """Load a run folder or any transformers audio-classification folder (safetensors)."""
         from audioclf.models import load_for_inference
-        from audioclf.runs import require_finished, run_max_duration
+        from audioclf.runs import require_model_folder, run_max_duration
 
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: not a model folder (no config.json)")
-        require_finished(path)
+        require_model_folder(path)
         extractor = load_feature_extractor(str(path), trust_remote_code=trust_remote_code)
         model = load_for_inference(str(path), trust_remote_code=trust_remote_code)
         return cls(model, extractor, max_duration=run_max_duration(path), name=path.name)
