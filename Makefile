@@ -30,6 +30,8 @@ browser:
 # `make bench QUICK=1` runs each one small, to check the scripts.
 BENCH_FLAGS := $(if $(QUICK),--quick,)
 bench: $(STAMP)
+	$(PY) bench/inference.py $(BENCH_FLAGS)
+	$(PY) bench/cold_start.py $(BENCH_FLAGS)
 	$(PY) bench/serve_load.py $(BENCH_FLAGS)
 
 # The whole product offline: synthesize spoken banking intents, train, evaluate on unseen voices.

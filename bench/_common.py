@@ -57,3 +57,56 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
         if n == 0:
             print("  ".join("-" * width for width in widths))
+
+
+def whisper_digits_model(folder: Path, context_s: int = 1) -> Path:
+    """The real whisper-tiny.en encoder with a fresh 10-digit head and a cut context: the real compute."""
+    from transformers.utils import logging as hf_logging
+
+    from audioclf.features import load_feature_extractor
+    from audioclf.models import load_for_training, shorten_whisper_context
+    from audioclf.runs import save_model
+
+    hf_logging.set_verbosity_error()  # the load report lists the unused Whisper decoder
+    model = load_for_training(str(WHISPER_TINY_EN), [str(digit) for digit in range(10)])
+    extractor = load_feature_extractor(str(WHISPER_TINY_EN))
+    shorten_whisper_context(model, extractor, context_s)
+    folder.mkdir(parents=True)
+    save_model(model, extractor, folder)
+    return folder
+
+
+def wav2vec2_base_digits_model(folder: Path) -> Path:
+    """A wav2vec2-base-sized model (random weights: the real compute, no download), wav2vec2-base's extractor
+    settings (no attention mask), a 10-digit head."""
+    from transformers import AutoModelForAudioClassification, Wav2Vec2Config, Wav2Vec2FeatureExtractor
+
+    from audioclf.models import label_maps
+
+    label2id, id2label = label_maps([str(digit) for digit in range(10)])
+    config = Wav2Vec2Config(num_labels=10, label2id=label2id, id2label=id2label, layerdrop=0.0)
+    model = AutoModelForAudioClassification.from_config(config)
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                         return_attention_mask=False)
+    model.save_pretrained(folder)
+    extractor.save_pretrained(folder)
+    return folder
+
+
+def fsdd_clips(speakers: tuple[str, ...], limit: int | None = None) -> list[Path]:
+    """FSDD files (`<digit>_<speaker>_<n>.wav`) of these speakers, spread over digits when limited."""
+    clips = sorted(p for p in FSDD.glob("*.wav") if p.stem.split("_")[1] in speakers)
+    if limit and limit < len(clips):
+        step = len(clips) / limit
+        clips = [clips[int(i * step)] for i in range(limit)]
+    return clips
+
+
+def fsdd_manifest(path: Path, train: tuple[str, ...], test: tuple[str, ...]) -> Path:
+    """A manifest of FSDD with a speaker-disjoint split."""
+    rows = ["path,label,group,split"]
+    for clip in fsdd_clips(train + test):
+        digit, speaker, _ = clip.stem.split("_")
+        rows.append(f"{clip},{digit},{speaker},{'train' if speaker in train else 'test'}")
+    path.write_text("\n".join(rows) + "\n")
+    return path

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import FSDD, WHISPER_TINY_EN, print_table, require_shared, write_results
+from _common import FSDD, print_table, require_shared, whisper_digits_model, write_results
 
 MODES = {"batching on": ["--max-batch", "8", "--batch-window-ms", "5"],
          "batching off": ["--max-batch", "1", "--batch-window-ms", "0"]}
@@ -36,7 +36,7 @@ def main() -> None:
     require_shared()
     clips = [path.read_bytes() for path in sorted(FSDD.glob("*.wav"))[:: 40]]
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_model(Path(tmp) / "whisper-tiny-digits")
+        model = whisper_digits_model(Path(tmp) / "whisper-tiny-digits")
         runs = {mode: run_mode(model, flags, clips, args.clients, args.requests) for mode, flags in MODES.items()}
     print(f"audioclf serve, {args.clients} clients x {args.requests} requests, whisper-tiny.en (1 s context), "
           f"{len(clips)} FSDD clips")
@@ -49,22 +49,6 @@ def main() -> None:
                                         "model": "whisper-tiny.en, fresh 10-label head, 1 s context",
                                         "modes": runs, "batching_speedup": round(speedup, 3)}, args.output)
     print(f"wrote {path}")
-
-
-def build_model(folder: Path) -> Path:
-    """The real whisper-tiny.en encoder with a fresh 10-digit head and a 1 s context: the real compute."""
-    from audioclf.features import load_feature_extractor
-    from audioclf.models import load_for_training, shorten_whisper_context
-    from audioclf.runs import save_model
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # the load report lists the unused Whisper decoder
-    model = load_for_training(str(WHISPER_TINY_EN), [str(digit) for digit in range(10)])
-    extractor = load_feature_extractor(str(WHISPER_TINY_EN))
-    shorten_whisper_context(model, extractor, 1)
-    folder.mkdir(parents=True)
-    save_model(model, extractor, folder)
-    return folder
 
 
 def run_mode(model: Path, flags: list[str], clips: list[bytes], clients: int, requests: int) -> dict[str, Any]:

@@ -29,3 +29,25 @@ def test_serve_load_quick_writes_results(tmp_path: Path) -> None:
         figures = results["modes"][mode]
         assert figures["requests"] == 10 and figures["non_2xx"] == 0
         assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+
+
+@needs_shared
+def test_inference_quick_writes_results(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    results = run_quick("inference.py", tmp_path / "inference.json")
+    (model, figures), = results["models"].items()
+    assert results["clips"] == 16 and "whisper" in model
+    runners = figures["runners"]
+    assert set(runners) == {"stock pipeline, per clip", "audioclf (PyTorch)", "audioclf ONNX float32",
+                            "audioclf ONNX int8"}
+    assert runners["stock pipeline, per clip"]["speedup_vs_stock"] == 1.0
+    assert runners["audioclf (PyTorch)"]["top1_agreement_vs_stock"] == 1.0  # same model, same scores
+    assert all(r["clips_per_s"] > 0 and r["p50_ms"] <= r["p95_ms"] for r in runners.values())
+    assert figures["onnx_size_mb"]["int8"] < figures["onnx_size_mb"]["float32"]
+
+
+@needs_shared
+def test_cold_start_quick_writes_results(tmp_path: Path) -> None:
+    results = run_quick("cold_start.py", tmp_path / "cold.json")
+    assert results["runs"] == 1 and results["help_target_s"] == 0.5
+    assert len(results["seconds"]) == 5 and all(s > 0 for s in results["seconds"].values())

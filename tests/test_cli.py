@@ -42,7 +42,9 @@ def test_train_writes_a_complete_run_folder(cli_run: tuple[Path, Path]) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) >= {"accuracy", "macro_f1", "per_class", "num_eval_clips", "num_skipped"}
     assert set(metrics["per_class"]) == {"high", "low", "mid"}
-    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "complete"
+    assert status["train_runtime_s"] > 0 and status["train_samples_per_second"] > 0
     assert "accuracy" in (run / "README.md").read_text()
 
 

@@ -10,7 +10,7 @@ import audioclf
 
 def test_exported_names_are_pinned() -> None:
     assert sorted(audioclf.__all__) == sorted(
-        ["Classifier", "ConfigError", "TrainConfig", "evaluate", "load_config", "train", "__version__"]
+        ["Classifier", "ConfigError", "TrainConfig", "evaluate", "export", "load_config", "resume", "train", "__version__"]
     )
     for name in audioclf.__all__:
         assert getattr(audioclf, name) is not None

@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING, Any
 from audioclf.config import ConfigError, TrainConfig, load_config
 
 if TYPE_CHECKING:
-    from audioclf.api import evaluate, train
+    from audioclf.api import evaluate, export, resume, train
     from audioclf.inference import Classifier
 
 __version__ = "0.1.0"
-__all__ = ["Classifier", "ConfigError", "TrainConfig", "evaluate", "load_config", "train", "__version__"]
+__all__ = ["Classifier", "ConfigError", "TrainConfig", "evaluate", "export", "load_config", "resume", "train",
+           "__version__"]
 
-_LAZY = {"train": "audioclf.api", "evaluate": "audioclf.api", "Classifier": "audioclf.inference"}
+_LAZY = {"train": "audioclf.api", "resume": "audioclf.api", "evaluate": "audioclf.api", "export": "audioclf.api",
+         "Classifier": "audioclf.inference"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The public Python API: `train`, `evaluate`, and the helpers the CLI shares with it."""
+"""The public Python API: `train`, `resume`, `evaluate`, `export`, and the helpers the CLI shares with it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,19 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None = None, **ove
     from audioclf.training.trainer import train as run_training
 
     return run_training(load_config(config, **overrides))
+
+
+def resume(run_dir: str | Path) -> Path:
+    """Continue an unfinished run (crashed, killed or interrupted) from its newest complete checkpoint, with
+    the config saved in it; returns the finished run folder.
+
+    >>> audioclf.resume("runs/minds")   # doctest: +SKIP
+    """
+    from audioclf.runs import CONFIG_FILE, reopen_run_dir
+    from audioclf.training.trainer import train as run_training
+
+    run_dir = reopen_run_dir(Path(run_dir))
+    return run_training(load_config(run_dir / CONFIG_FILE, output=str(run_dir)), resume=True)
 
 
 def evaluate(
@@ -51,3 +64,16 @@ def evaluate(
         log.warning("skipping %s", err)
     out_dir = Path(output) if output else Path(model) / "evaluation"
     return score_clips(clf, clips, len(clips.bad), out_dir)
+
+
+def export(model: str | Path, output: str | Path, format: str = "onnx", quantize: str | None = None,
+           overwrite: bool = False) -> Path:
+    """Export a trained model folder for fast CPU inference; `Classifier.load(output)` runs it.
+
+    >>> audioclf.export("runs/minds", "runs/minds-onnx", quantize="int8")   # doctest: +SKIP
+    """
+    from audioclf.inference.onnx import ExportError, export_onnx
+
+    if format != "onnx":
+        raise ExportError(f"unknown export format {format!r}; supported: onnx")
+    return export_onnx(model, output, quantize, overwrite)

@@ -29,6 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("audioclf: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        from audioclf.runs import TrainingInterrupted
+
+        if isinstance(err, TrainingInterrupted):  # Ctrl-C with a checkpoint saved: resumable
+            print(f"audioclf: {err}", file=sys.stderr)
+            return 130
         if not isinstance(err, _user_errors()):
             raise
         print(f"audioclf: error: {err}", file=sys.stderr)
@@ -38,12 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by input (config, data, files, run folders): shown as one line, not a traceback."""
     from audioclf.audio import AudioError
+    from audioclf.inference.onnx import ExportError
     from audioclf.runs import RunError
     from audioclf.sources.records import DataError
     from audioclf.synth.dataset import PhraseFileError
     from audioclf.synth.espeak import SpeechError
 
-    return ConfigError, DataError, AudioError, RunError, PhraseFileError, SpeechError, OSError
+    return ConfigError, DataError, AudioError, RunError, ExportError, PhraseFileError, SpeechError, OSError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="Only print results and errors.")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_train(commands)
+    _add_resume(commands)
     _add_evaluate(commands)
     _add_predict(commands)
     _add_serve(commands)
+    _add_export(commands)
     _add_synth(commands)
     _add_demo(commands)
     return parser
@@ -76,6 +84,14 @@ def _add_train(commands: Any) -> None:
             train.add_argument(flag, default=None, metavar=item.name.upper(),
                                help=f"{helps[item.name]} (default: {default})")
     train.set_defaults(handler=_run_train)
+
+
+def _add_resume(commands: Any) -> None:
+    resume = commands.add_parser("resume", help="Continue an unfinished training run from its newest checkpoint.",
+                                 description="Continue a crashed, killed or interrupted run with its saved "
+                                 "config, data split, optimizer, scheduler and RNG state.")
+    resume.add_argument("run_dir", help="The run folder (train's --output).")
+    resume.set_defaults(handler=_run_resume)
 
 
 def _add_evaluate(commands: Any) -> None:
@@ -121,6 +137,18 @@ def _add_serve(commands: Any) -> None:
                        help="Requests waiting for the model before new ones get 503 (default: 64).")
     serve.add_argument("--trust-remote-code", action="store_true")
     serve.set_defaults(handler=_run_serve)
+
+
+def _add_export(commands: Any) -> None:
+    export = commands.add_parser("export", help="Export a trained model to ONNX for fast CPU inference.",
+                                 description="Write MODEL as ONNX (with its labels and feature extractor) to "
+                                 "--output; predict, serve and Classifier.load run that folder on onnxruntime.")
+    export.add_argument("model", help="Run folder or model folder.")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--quantize", choices=["int8"], help="Dynamic int8 weight quantization (smaller, faster).")
+    export.add_argument("--output", required=True, help="Folder to write.")
+    export.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
+    export.set_defaults(handler=_run_export)
 
 
 def _add_synth(commands: Any) -> None:
@@ -170,14 +198,24 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace) -> int:
     from audioclf.api import train
-    from audioclf.evaluation import format_metrics
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     config = load_config(args.config, **overrides)
     _quiet_transformers()
-    run_dir = train(config)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    print(format_metrics(metrics))
+    return _report_run(train(config))
+
+
+def _run_resume(args: argparse.Namespace) -> int:
+    from audioclf.api import resume
+
+    _quiet_transformers()
+    return _report_run(resume(args.run_dir))
+
+
+def _report_run(run_dir: Path) -> int:
+    from audioclf.evaluation import format_metrics
+
+    print(format_metrics(json.loads((run_dir / "metrics.json").read_text())))
     print(f"run folder: {run_dir}")
     return 0
 
@@ -222,6 +260,16 @@ def _run_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"audioclf: {failed} of {len(files)} input(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from audioclf.api import export
+
+    _quiet_transformers()
+    output = export(args.model, args.output, args.format, args.quantize, args.overwrite)
+    size_mb = (output / "model.onnx").stat().st_size / 1e6
+    print(f"wrote {output} (model.onnx, {size_mb:.1f} MB{', int8' if args.quantize else ''})")
+    return 0
 
 
 def _run_serve(args: argparse.Namespace) -> int:

@@ -26,6 +26,14 @@ class RunError(RuntimeError):
     """A run folder that cannot be used as asked (exists, unfinished, not a run)."""
 
 
+class TrainingInterrupted(RunError):
+    """Training stopped on Ctrl-C after saving a checkpoint; `audioclf resume` continues it."""
+
+    def __init__(self, run_dir: Path, step: int) -> None:
+        super().__init__(f"training interrupted at step {step}; a checkpoint was saved. "
+                         f"Continue with: audioclf resume {run_dir}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, then rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +93,31 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
     return run_dir
 
 
+def reopen_run_dir(run_dir: Path) -> Path:
+    """A run folder to resume: it must hold a run's config and must not be complete."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    if status is None or not (run_dir / CONFIG_FILE).is_file():
+        raise RunError(f"{run_dir}: no run to resume (no {RUN_FILE} and {CONFIG_FILE})")
+    if status.get("status") == "complete":
+        raise RunError(f"{run_dir}: this run is already complete; nothing to resume")
+    return run_dir
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest Trainer checkpoint that was fully written (trainer_state.json is written last)."""
+    folders = (Path(run_dir) / CHECKPOINT_DIR).glob("checkpoint-*")
+    numbered = sorted((int(f.name.split("-")[1]), f) for f in folders if f.name.split("-")[1].isdigit())
+    for _, folder in reversed(numbered):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            log.warning("skipping incomplete checkpoint %s", folder)
+            continue
+        return folder
+    return None
+
+
 def require_finished(model_dir: Path) -> None:
     """Refuse a run folder whose training did not complete (a plain model folder is fine)."""
     status = read_status(model_dir)
@@ -96,12 +129,13 @@ def require_finished(model_dir: Path) -> None:
 
 
 def require_model_folder(path: Path) -> None:
-    """Refuse anything but a finished model folder with safetensors weights, with a message saying why."""
+    """Refuse anything but a finished model folder with safetensors (or exported ONNX) weights, saying why."""
+    require_finished(path)
     if not (path / "config.json").is_file():
         raise RunError(f"{path}: not a model folder (no config.json)")
-    if not any(path.glob("*.safetensors")) and not (path / "model.safetensors.index.json").is_file():
-        raise RunError(f"{path}: no safetensors weights (audioclf loads only .safetensors models)")
-    require_finished(path)
+    weights = [*path.glob("*.safetensors"), *path.glob("model.safetensors.index.json"), *path.glob("model.onnx")]
+    if not weights:
+        raise RunError(f"{path}: no safetensors or ONNX weights (audioclf loads no other format)")
 
 
 def save_model(model: Any, extractor: Any, run_dir: Path) -> None:

@@ -32,14 +32,19 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path, trust_remote_code: bool = False) -> Classifier:
-        """Load a run folder or any transformers audio-classification folder (safetensors)."""
+        """Load a run folder, any transformers audio-classification folder (safetensors), or a folder
+        made by `export_onnx` (runs on onnxruntime)."""
+        from audioclf.inference.onnx import OnnxModel, is_onnx_folder
         from audioclf.models import load_for_inference
         from audioclf.runs import require_model_folder, run_max_duration
 
         path = Path(path)
         require_model_folder(path)
         extractor = load_feature_extractor(str(path), trust_remote_code=trust_remote_code)
-        model = load_for_inference(str(path), trust_remote_code=trust_remote_code)
+        if is_onnx_folder(path):
+            model = OnnxModel(path)
+        else:
+            model = load_for_inference(str(path), trust_remote_code=trust_remote_code)
         return cls(model, extractor, max_duration=run_max_duration(path), name=path.name)
 
     @property

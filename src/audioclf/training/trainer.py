@@ -26,6 +26,7 @@ from audioclf.sources import LoadedData, load_data, split_records
 from audioclf.sources.records import DataError
 from audioclf.training.augment import Augmenter
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips, decode_records
+from audioclf.training.interrupt import StopOnInterrupt
 
 log = logging.getLogger("audioclf")
 
@@ -56,15 +57,24 @@ def check_bad_clips(bad: list[AudioError], total: int, max_fraction: float) -> N
         )
 
 
-def train(config: TrainConfig) -> Path:
-    """Run one training job end to end and return the finished run folder."""
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Run one training job end to end and return the finished run folder. `resume` continues the run
+    in `config.output` from its newest complete checkpoint (model, optimizer, scheduler and RNG state)."""
     config.validate()
     _set_threads(config.threads)
-    run_dir = runs.prepare_run_dir(Path(config.output), config.overwrite)
-    runs.write_status(run_dir, "running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config.to_yaml())
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if resume:
+        run_dir = runs.reopen_run_dir(Path(config.output))
+        runs.write_status(run_dir, "running", resumed=now)
+    else:
+        run_dir = runs.prepare_run_dir(Path(config.output), config.overwrite)
+        runs.write_status(run_dir, "running", started=now)
+        runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config.to_yaml())
     try:
-        summary = _train_in(run_dir, config)
+        summary = _train_in(run_dir, config, resume)
+    except (KeyboardInterrupt, runs.TrainingInterrupted) as err:
+        runs.write_status(run_dir, "interrupted", error=str(err) or "interrupted")
+        raise
     except BaseException as err:
         runs.write_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
         raise
@@ -74,7 +84,7 @@ def train(config: TrainConfig) -> Path:
     return run_dir
 
 
-def _train_in(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
+def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any]:
     data = load_training_data(config)
     train_records, test_records = split_records(
         data.records, config.test_size, config.seed, group_by=bool(config.group_by), stratify=config.stratify
@@ -91,7 +101,13 @@ def _train_in(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
 
     model = _prepare_model(config, data.label_names, extractor, train_clips, test_clips)
     trainer = _build_trainer(config, run_dir, model, extractor, train_clips, test_clips)
-    trainer.train()
+    checkpoint = runs.newest_checkpoint(run_dir) if resume else None
+    if resume:
+        log.info("resuming from %s", checkpoint.name if checkpoint else "the start (no complete checkpoint yet)")
+    with StopOnInterrupt.installed(trainer) as stopper:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if stopper.stopped:
+        raise runs.TrainingInterrupted(run_dir, trainer.state.global_step)
     runs.save_model(trainer.model, extractor, run_dir)
 
     classifier = Classifier(trainer.model, extractor, config.max_duration, name=run_dir.name)
@@ -99,7 +115,9 @@ def _train_in(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
     card = _model_card(config, data, metrics, len(train_clips.waves))
     runs.atomic_write_text(run_dir / runs.CARD_FILE, card)
     return {"num_train_clips": len(train_clips.waves), "num_eval_clips": len(test_clips.waves),
-            "num_skipped": len(bad), "skipped": [str(e) for e in bad], "accuracy": metrics["accuracy"]}
+            "num_skipped": len(bad), "skipped": [str(e) for e in bad], "accuracy": metrics["accuracy"],
+            "train_runtime_s": round(result.metrics["train_runtime"], 2),
+            "train_samples_per_second": round(result.metrics["train_samples_per_second"], 3)}
 
 
 def _prepare_model(

@@ -1,0 +1,130 @@
+"""Inference speed on CPU: the stock transformers pipeline (per clip) against audioclf's Classifier and its
+ONNX exports (float and int8), on the same FSDD files, with top-1 agreement.
+
+    python bench/inference.py            # 200 clips; whisper-tiny.en head fine-tuned 1 epoch first
+    python bench/inference.py --quick    # 16 clips, whisper only, untrained head: checks the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from _common import (fsdd_clips, fsdd_manifest, print_table, require_shared, wav2vec2_base_digits_model,
+                     WHISPER_TINY_EN, whisper_digits_model, write_results)
+
+LATENCY_CLIPS = 40  # clips timed one by one for p50/p95
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="16 clips, whisper only, untrained head.")
+    parser.add_argument("--output", type=Path, help="Results JSON (default: bench/results/inference.json).")
+    args = parser.parse_args()
+    require_shared()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    clips = fsdd_clips(("lucas", "nicolas"), 16 if args.quick else args.clips)
+    results: dict[str, Any] = {"clips": len(clips), "models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, build in model_builders(Path(tmp), args.quick).items():
+            results["models"][name] = bench_model(build(), Path(tmp) / name, clips)
+    show(results)
+    print(f"wrote {write_results('inference', results, args.output)}")
+
+
+def model_builders(tmp: Path, quick: bool) -> dict[str, Callable[[], Path]]:
+    def whisper() -> Path:
+        if quick:
+            return whisper_digits_model(tmp / "whisper")
+        import audioclf  # a trained head, so that top-1 agreement is about real decisions, not near-ties
+
+        manifest = fsdd_manifest(tmp / "fsdd.csv", train=("george", "jackson"), test=("lucas",))
+        return audioclf.train(data=str(manifest), model=str(WHISPER_TINY_EN), output=str(tmp / "whisper"),
+                              epochs=1, batch_size=16, gradient_accumulation_steps=1, learning_rate=5e-5,
+                              head_learning_rate=1e-3, max_duration=1.0)
+
+    if quick:
+        return {"whisper-tiny.en (1 s context)": whisper}
+    return {"wav2vec2-base config (random weights)": lambda: wav2vec2_base_digits_model(tmp / "w2v"),
+            "whisper-tiny.en (1 s context), head trained 1 epoch": whisper}
+
+
+def bench_model(model_dir: Path, work: Path, clips: list[Path]) -> dict[str, Any]:
+    import audioclf
+    from audioclf.inference import Classifier
+
+    runners = {"stock pipeline, per clip": stock_pipeline(model_dir),
+               "audioclf (PyTorch)": classifier_runner(Classifier.load(model_dir))}
+    sizes = {}
+    for quantize in (None, "int8"):
+        exported = audioclf.export(model_dir, work / f"onnx-{quantize or 'float'}", quantize=quantize)
+        runners[f"audioclf ONNX {quantize or 'float32'}"] = classifier_runner(Classifier.load(exported))
+        sizes[quantize or "float32"] = round((exported / "model.onnx").stat().st_size / 1e6, 1)
+    figures = {name: measure(run, clips) for name, run in runners.items()}
+    stock = figures["stock pipeline, per clip"]
+    for name, row in figures.items():
+        row["speedup_vs_stock"] = round(row["clips_per_s"] / stock["clips_per_s"], 2)
+        row["top1_agreement_vs_stock"] = round(float(np.mean(row["labels"] == stock["labels"])), 4)
+    int8, fp32 = figures["audioclf ONNX int8"], figures["audioclf ONNX float32"]
+    int8["top1_agreement_vs_onnx_float32"] = round(float(np.mean(int8["labels"] == fp32["labels"])), 4)
+    for row in figures.values():
+        row.pop("labels")
+    return {"runners": figures, "onnx_size_mb": sizes}
+
+
+def stock_pipeline(model_dir: Path) -> Callable[[list[Path], int], np.ndarray]:
+    """transformers.pipeline, one clip per call, fed 16 kHz arrays (it resamples only through torchaudio)."""
+    from transformers import pipeline
+
+    from audioclf.audio import load_audio
+
+    pipe = pipeline("audio-classification", model=str(model_dir))
+
+    def run(paths: list[Path], batch_size: int) -> np.ndarray:
+        return np.array([pipe(load_audio(path, 16000), top_k=1)[0]["label"] for path in paths])
+
+    return run
+
+
+def classifier_runner(clf: Any) -> Callable[[list[Path], int], np.ndarray]:
+    def run(paths: list[Path], batch_size: int) -> np.ndarray:
+        return np.array([p[0]["label"] for p in clf.predict(paths, top_k=1, batch_size=batch_size)])
+
+    return run
+
+
+def measure(run: Callable[[list[Path], int], np.ndarray], clips: list[Path]) -> dict[str, Any]:
+    run(clips[:2], 2)  # warm-up
+    start = time.perf_counter()
+    labels = run(clips, 16)
+    elapsed = time.perf_counter() - start
+    latencies = []
+    for clip in clips[:LATENCY_CLIPS]:
+        one = time.perf_counter()
+        run([clip], 1)
+        latencies.append((time.perf_counter() - one) * 1000)
+    return {"clips_per_s": round(len(clips) / elapsed, 2), "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+            "p95_ms": round(float(np.percentile(latencies, 95)), 1), "labels": labels}
+
+
+def show(results: dict[str, Any]) -> None:
+    for model, figures in results["models"].items():
+        print(f"\n{model}, {results['clips']} FSDD clips (ONNX sizes MB: {figures['onnx_size_mb']})")
+        rows = [[name, r["clips_per_s"], f"{r['speedup_vs_stock']}x", r["p50_ms"], r["p95_ms"],
+                 r["top1_agreement_vs_stock"], r.get("top1_agreement_vs_onnx_float32", "")]
+                for name, r in figures["runners"].items()]
+        print_table(["runner", "clips/s", "vs stock", "p50 ms", "p95 ms", "top-1 = stock", "top-1 = ONNX fp32"],
+                    rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""ONNX export: the folder runs on onnxruntime behind Classifier, predict and serve, with the same scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_tone_folder
+from tiny_models import save_tiny
+
+import audioclf
+from audioclf.cli import main
+from audioclf.inference import Classifier
+from audioclf.inference.onnx import OnnxModel
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install 'audioclf[onnx]'")
+
+
+def scores_on(model_dir: Path, clips: list[Path]) -> np.ndarray:
+    clf = Classifier.load(model_dir)
+    return clf.probabilities([clf.prepare(path) for path in clips], batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return audioclf.export(trained_run[0], tmp_path_factory.mktemp("onnx") / "float")
+
+
+def test_onnx_scores_equal_the_torch_model(trained_run: tuple[Path, Path], exported: Path) -> None:
+    """A wav2vec2-base-style model: dynamic batch and length, clips of several lengths."""
+    clips = sorted(trained_run[1].rglob("*.wav"))
+    assert isinstance(Classifier.load(exported).model, OnnxModel)
+    np.testing.assert_allclose(scores_on(exported, clips), scores_on(trained_run[0], clips), atol=1e-4)
+    assert json.loads((exported / "onnx.json").read_text())["inputs"] == ["input_values"]
+    assert Classifier.load(exported).labels == Classifier.load(trained_run[0]).labels
+
+
+def test_int8_export_is_smaller_and_agrees_on_top1(trained_run: tuple[Path, Path], exported: Path,
+                                                   tmp_path: Path) -> None:
+    quantized = audioclf.export(trained_run[0], tmp_path / "int8", quantize="int8")
+    clips = sorted(trained_run[1].rglob("*.wav"))
+    agreement = np.mean(scores_on(quantized, clips).argmax(1) == scores_on(exported, clips).argmax(1))
+    assert agreement >= 0.95
+    assert (quantized / "model.onnx").stat().st_size < (exported / "model.onnx").stat().st_size
+
+
+def test_whisper_export_keeps_its_cut_context(tmp_path: Path) -> None:
+    data = write_tone_folder(tmp_path / "data", per_label=4, rate=16000)
+    run = audioclf.train(data=str(data), model=str(save_tiny("whisper", tmp_path / "base")),
+                         output=str(tmp_path / "run"), epochs=1, batch_size=4, gradient_accumulation_steps=1)
+    exported = audioclf.export(run, tmp_path / "onnx")
+    clips = sorted(data.rglob("*.wav"))
+    np.testing.assert_allclose(scores_on(exported, clips), scores_on(run, clips), atol=1e-4)
+
+
+def test_predict_and_serve_run_the_exported_folder(trained_run: tuple[Path, Path], exported: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from audioclf.inference.server import create_app
+
+    clip = sorted(trained_run[1].rglob("*.wav"))[0]
+    assert main(["predict", str(exported), str(clip), "--format", "json", "--top-k", "1"]) == 0
+    predicted = json.loads(capsys.readouterr().out)["predictions"][0]["label"]
+    with TestClient(create_app(Classifier.load(exported))) as client:
+        answer = client.post("/v1/classify", content=clip.read_bytes(), headers={"content-type": "audio/wav"})
+    assert answer.json()["predictions"][0]["label"] == predicted
+
+
+def test_export_refuses_to_overwrite_or_re_export(exported: Path, trained_run: tuple[Path, Path],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", str(trained_run[0]), "--output", str(exported)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", str(exported), "--output", str(exported.parent / "again")]) == 2
+    assert "already an ONNX export" in capsys.readouterr().err
+    assert not (exported.parent / "again").exists()
