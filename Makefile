@@ -30,9 +30,11 @@ browser:
 # `make bench QUICK=1` runs each one small, to check the scripts.
 BENCH_FLAGS := $(if $(QUICK),--quick,)
 bench: $(STAMP)
+	$(PY) bench/training.py $(BENCH_FLAGS)
 	$(PY) bench/inference.py $(BENCH_FLAGS)
 	$(PY) bench/cold_start.py $(BENCH_FLAGS)
 	$(PY) bench/serve_load.py $(BENCH_FLAGS)
+	$(PY) bench/memory.py $(BENCH_FLAGS)
 
 # The whole product offline: synthesize spoken banking intents, train, evaluate on unseen voices.
 demo: $(STAMP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,6 +18,22 @@ SHARED = ROOT.parent / "shared"
 FSDD = SHARED / "data" / "fsdd" / "recordings"
 WHISPER_TINY_EN = SHARED / "models" / "whisper-tiny.en"
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def bench_parser(doc: str | None, quick_help: str, name: str) -> argparse.ArgumentParser:
+    """The flags every benchmark takes: --quick (small, to check the script) and --output."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--output", type=Path, help=f"Results JSON (default: bench/results/{name}.json).")
+    return parser
+
+
+def quiet_transformers() -> None:
+    """Load reports and progress bars of transformers would bury the benchmark's table."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def require_shared() -> None:
@@ -61,13 +78,11 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
 
 def whisper_digits_model(folder: Path, context_s: int = 1) -> Path:
     """The real whisper-tiny.en encoder with a fresh 10-digit head and a cut context: the real compute."""
-    from transformers.utils import logging as hf_logging
-
     from audioclf.features import load_feature_extractor
     from audioclf.models import load_for_training, shorten_whisper_context
     from audioclf.runs import save_model
 
-    hf_logging.set_verbosity_error()  # the load report lists the unused Whisper decoder
+    quiet_transformers()  # the load report lists the unused Whisper decoder
     model = load_for_training(str(WHISPER_TINY_EN), [str(digit) for digit in range(10)])
     extractor = load_feature_extractor(str(WHISPER_TINY_EN))
     shorten_whisper_context(model, extractor, context_s)

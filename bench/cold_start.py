@@ -7,7 +7,6 @@ beside what an eager CLI pays to import torch + transformers and a one-file stoc
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import fsdd_clips, print_table, require_shared, whisper_digits_model, write_results
+from _common import bench_parser, fsdd_clips, print_table, require_shared, whisper_digits_model, write_results
 
 STOCK_SCRIPT = """
 import sys, soundfile, soxr
@@ -26,10 +25,8 @@ print(pipeline("audio-classification", model=sys.argv[1])(soxr.resample(wave, ra
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "1 run each.", "cold_start")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="1 run each.")
-    parser.add_argument("--output", type=Path, help="Results JSON (default: bench/results/cold_start.json).")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     require_shared()

@@ -7,7 +7,6 @@ ONNX exports (float and int8), on the same FSDD files, with top-1 agreement.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -15,23 +14,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from _common import (fsdd_clips, fsdd_manifest, print_table, require_shared, wav2vec2_base_digits_model,
-                     WHISPER_TINY_EN, whisper_digits_model, write_results)
+from _common import (WHISPER_TINY_EN, bench_parser, fsdd_clips, fsdd_manifest, print_table, quiet_transformers,
+                     require_shared, wav2vec2_base_digits_model, whisper_digits_model, write_results)
 
 LATENCY_CLIPS = 40  # clips timed one by one for p50/p95
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "16 clips, whisper only, untrained head.", "inference")
     parser.add_argument("--clips", type=int, default=200)
-    parser.add_argument("--quick", action="store_true", help="16 clips, whisper only, untrained head.")
-    parser.add_argument("--output", type=Path, help="Results JSON (default: bench/results/inference.json).")
     args = parser.parse_args()
     require_shared()
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     clips = fsdd_clips(("lucas", "nicolas"), 16 if args.quick else args.clips)
     results: dict[str, Any] = {"clips": len(clips), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:

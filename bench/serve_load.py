@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import socket
 import subprocess
 import sys
@@ -18,18 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from _common import FSDD, print_table, require_shared, whisper_digits_model, write_results
+from _common import FSDD, bench_parser, print_table, require_shared, whisper_digits_model, write_results
 
 MODES = {"batching on": ["--max-batch", "8", "--batch-window-ms", "5"],
          "batching off": ["--max-batch", "1", "--batch-window-ms", "0"]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "2 clients x 5 requests.", "serve_load")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=50, help="Requests per client.")
-    parser.add_argument("--quick", action="store_true", help="2 clients x 5 requests.")
-    parser.add_argument("--output", type=Path, help="Results JSON (default: bench/results/serve_load.json).")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.requests = 2, 5

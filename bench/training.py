@@ -12,7 +12,6 @@ else), `Trainer(processing_class=feature_extractor)` and its default padding col
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -20,23 +19,18 @@ from pathlib import Path
 from typing import Any
 
 
-from _common import (fsdd_clips, print_table, require_shared, wav2vec2_base_digits_model, WHISPER_TINY_EN,
-                     write_results)
+from _common import (WHISPER_TINY_EN, bench_parser, fsdd_clips, print_table, quiet_transformers, require_shared,
+                     wav2vec2_base_digits_model, write_results)
 
 BATCH = 16
 LABELS = [str(digit) for digit in range(10)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="16 training clips per model.")
-    parser.add_argument("--output", type=Path, help="Results JSON (default: bench/results/training.json).")
+    parser = bench_parser(__doc__, "16 training clips per model.", "training")
     args = parser.parse_args()
     require_shared()
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     sizes = {"wav2vec2": 16 if args.quick else 160, "whisper": 16 if args.quick else 48}
     eval_clips = fsdd_clips(("lucas",), 16)
     results: dict[str, Any] = {"batch_size": BATCH, "epochs": 1, "eval_clips": len(eval_clips), "models": {}}
@@ -55,6 +49,7 @@ def main() -> None:
 
 
 def guide_recipe(model_name: Path, train: list[Path], evaluation: list[Path], out: Path) -> dict[str, Any]:
+    import torch
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Trainer, TrainingArguments
 
     from audioclf.audio import load_audio
@@ -72,8 +67,8 @@ def guide_recipe(model_name: Path, train: list[Path], evaluation: list[Path], ou
         return [{name: features[name][i], "label": int(path.stem.split("_")[0])} for i, path in enumerate(paths)]
 
     label2id, id2label = label_maps(LABELS)
-    model = AutoModelForAudioClassification.from_pretrained(str(model_name), num_labels=10, label2id=label2id,
-                                                            id2label=id2label)
+    model = AutoModelForAudioClassification.from_pretrained(  # float32: the shared checkpoint is stored in float16
+        str(model_name), num_labels=10, label2id=label2id, id2label=id2label, dtype=torch.float32)
     args = TrainingArguments(output_dir=str(out), eval_strategy="epoch", save_strategy="epoch", learning_rate=3e-5,
                              per_device_train_batch_size=BATCH, per_device_eval_batch_size=BATCH,
                              num_train_epochs=1, warmup_steps=0.1, load_best_model_at_end=True,

@@ -77,3 +77,13 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                          gradient_accumulation_steps=1, learning_rate=1e-3, warmup_ratio=0.0,
                          freeze_feature_encoder=False)
     return run, data
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audio_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Training's disk cache of decoded audio goes to a temporary folder, not the user's ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("audio-cache")
+    os.environ["AUDIOCLF_CACHE_DIR"] = str(folder)
+    return folder

@@ -51,3 +51,20 @@ def test_cold_start_quick_writes_results(tmp_path: Path) -> None:
     results = run_quick("cold_start.py", tmp_path / "cold.json")
     assert results["runs"] == 1 and results["help_target_s"] == 0.5
     assert len(results["seconds"]) == 5 and all(s > 0 for s in results["seconds"].values())
+
+
+@needs_shared
+def test_training_quick_writes_results(tmp_path: Path) -> None:
+    results = run_quick("training.py", tmp_path / "training.json")
+    for figures in results["models"].values():
+        assert figures["train_clips"] == 16
+        for side in ("guide recipe", "audioclf"):
+            assert figures[side]["train_runtime_s"] > 0 and figures[side]["clips_per_s"] > 0
+        ratio = figures["guide recipe"]["train_runtime_s"] / figures["audioclf"]["train_runtime_s"]
+        assert figures["speedup"] == pytest.approx(ratio, rel=0.01)
+
+
+def test_memory_quick_writes_results(tmp_path: Path) -> None:
+    results = run_quick("memory.py", tmp_path / "memory.json")
+    assert len(results["runs"]) == 4 and all(r["peak_rss_mb"] > 0 for r in results["runs"].values())
+    assert set(results["growth_mb"]) == {"disk cache (default)", "in memory (reference)"}

@@ -28,6 +28,41 @@ def test_decode_records_resamples_once_and_collects_bad_clips(tmp_path: Path) ->
     assert max(len(w) for w in clips.waves) == 8000  # cropped to max_duration at 16 kHz
 
 
+def test_disk_cache_matches_memory_is_reused_and_invalidated(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import soundfile as sf
+
+    from audioclf.training import dataset
+
+    root = write_tone_folder(tmp_path / "d", per_label=3, rate=8000)
+    (root / "low" / "broken.wav").write_bytes(b"junk")
+    loaded = load_data(str(root))
+    label2id = {n: i for i, n in enumerate(loaded.label_names)}
+    cache = tmp_path / "cache"
+    in_memory = decode_records(loaded.records, label2id, 16000, 1.0)
+    cached = decode_records(loaded.records, label2id, 16000, 1.0, cache_dir=cache)
+    assert type(cached.waves).__name__ == "CachedWaves" and len(list(cache.iterdir())) == 1
+    for ours, theirs in zip(cached.waves, in_memory.waves):
+        np.testing.assert_array_equal(ours, theirs)
+    assert cached.labels == in_memory.labels and cached.lengths == [len(w) for w in in_memory.waves]
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(dataset, "load_audio", no_decoding)
+    again = decode_records(loaded.records, label2id, 16000, 1.0, cache_dir=cache)
+    assert again.names == cached.names and [e.reason for e in again.bad] == [e.reason for e in cached.bad]
+    np.testing.assert_array_equal(again.waves[-1], in_memory.waves[-1])
+    monkeypatch.undo()
+
+    changed = sorted(root.rglob("*.wav"))[1]
+    sf.write(changed, np.zeros(4000, np.float32), 8000)  # new content, size and time
+    fresh = decode_records(load_data(str(root)).records, label2id, 16000, 1.0, cache_dir=cache)
+    assert len(list(cache.iterdir())) == 2
+    assert np.abs(fresh.waves[fresh.names.index(str(changed))]).max() == 0.0
+    assert decode_records(loaded.records, label2id, 16000, 0.5, cache_dir=cache).lengths != cached.lengths
+
+
 def test_collator_pads_dynamically_with_the_models_extractor(tmp_path: Path) -> None:
     extractor = load_feature_extractor(str(save_tiny("wav2vec2", tmp_path / "m")))
     clips = decode_records([], {}, 16000, 1.0)

@@ -214,6 +214,10 @@ def _run_resume(args: argparse.Namespace) -> int:
 
 def _report_run(run_dir: Path) -> int:
     from audioclf.evaluation import format_metrics
+    from audioclf.runs import is_main_process
+
+    if not is_main_process():
+        return 0
 
     print(format_metrics(json.loads((run_dir / "metrics.json").read_text())))
     print(f"run folder: {run_dir}")

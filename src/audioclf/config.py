@@ -20,6 +20,9 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+STRATEGIES = ("finetune", "probe")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Every field is also a CLI flag (`--field-name`) and a YAML key."""
@@ -46,6 +49,11 @@ class TrainConfig:
     freeze_feature_encoder: bool = _opt(True, "Freeze the convolutional feature encoder (wav2vec2 family).")
     trust_remote_code: bool = _opt(False, "Allow custom model code from the checkpoint (off unless you trust it).")
     # --- training hyperparameters (the HF guide's defaults) ----------------------------------------
+    strategy: str = _opt(
+        "finetune", "finetune: train the whole model with Trainer; probe: freeze the encoder, cache every layer's "
+        "pooled states once and train only the model's own head on them (seconds per epoch)."
+    )
+    probe_epochs: int = _opt(60, "Epochs of head training on the cached states (--strategy probe).")
     learning_rate: float = _opt(3e-5, "Peak learning rate.")
     head_learning_rate: float | None = _opt(
         None, "Peak learning rate of the new classification head (default: learning_rate)."
@@ -67,10 +75,14 @@ class TrainConfig:
     # --- runtime (not hyperparameters: they change speed, never results) -------------------------
     threads: int | None = _opt(None, "CPU threads for torch (default: torch's choice).")
     num_workers: int = _opt(0, "Data-loader worker processes.")
+    cache_audio: bool = _opt(True, "Keep decoded audio in a disk cache read lazily (memory stays flat; reruns skip decoding).")
+    cache_dir: str | None = _opt(None, "Audio cache folder (default: $AUDIOCLF_CACHE_DIR or ~/.cache/audioclf).")
 
     def validate(self) -> TrainConfig:
         """Check every value's range; raise ConfigError naming the first bad one."""
         _require(self.epochs > 0, "epochs", self.epochs, "a number > 0")
+        _require(self.strategy in STRATEGIES, "strategy", self.strategy, " or ".join(STRATEGIES))
+        _require(self.probe_epochs >= 1, "probe_epochs", self.probe_epochs, "an integer >= 1")
         _require(0 < self.test_size < 1, "test_size", self.test_size, "a fraction strictly between 0 and 1")
         _require(0 <= self.max_bad_fraction < 1, "max_bad_fraction", self.max_bad_fraction, "a fraction in [0, 1)")
         _require(self.max_duration > 0, "max_duration", self.max_duration, "seconds > 0")

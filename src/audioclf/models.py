@@ -21,11 +21,13 @@ def label_maps(label_names: list[str]) -> tuple[dict[str, int], dict[int, str]]:
 
 
 def load_for_training(
-    name_or_path: str, label_names: list[str], trust_remote_code: bool = False, seed: int = 0
+    name_or_path: str, label_names: list[str], trust_remote_code: bool = False, seed: int = 0,
+    weighted_layer_sum: bool = False,
 ) -> PreTrainedModel:
     """A pretrained encoder with a fresh classification head sized to `label_names`, in float32
     (checkpoints stored in float16 would not train on a CPU). A preset (`audioclf:<name>`) is a
-    config only: its model starts from random weights drawn with `seed`."""
+    config only: its model starts from random weights drawn with `seed` (as does every new head). `weighted_layer_sum` makes the
+    head mix every layer's states with learned weights (where the architecture has that option)."""
     import torch
     from transformers import AutoConfig, AutoModelForAudioClassification, set_seed
 
@@ -34,10 +36,12 @@ def load_for_training(
     config = AutoConfig.from_pretrained(str(preset or name_or_path), trust_remote_code=trust_remote_code)
     config.num_labels = len(label_names)
     config.label2id, config.id2label = label2id, id2label
+    if weighted_layer_sum and hasattr(config, "use_weighted_layer_sum"):
+        config.use_weighted_layer_sum = True
     if hasattr(config, "layerdrop"):
         config.layerdrop = 0.0  # layerdrop > 0 breaks DDP and only slows small fine-tunes
+    set_seed(seed)  # the new head's initialisation is part of the run: same seed, same model
     if preset:
-        set_seed(seed)
         return AutoModelForAudioClassification.from_config(config, dtype=torch.float32)
     return AutoModelForAudioClassification.from_pretrained(
         name_or_path,

@@ -34,6 +34,11 @@ class TrainingInterrupted(RunError):
                          f"Continue with: audioclf resume {run_dir}")
 
 
+def is_main_process() -> bool:
+    """False in all but rank 0 of a torchrun/accelerate launch: only rank 0 writes the run folder and logs."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, then rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,14 @@ from audioclf.models import (
 from audioclf.sources import LoadedData, load_data, split_records
 from audioclf.sources.records import DataError
 from audioclf.training.augment import Augmenter
+from audioclf.training.cache import default_cache_dir
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips, decode_records
 from audioclf.training.interrupt import StopOnInterrupt
+from audioclf.training.probe import train_probe
 
 log = logging.getLogger("audioclf")
 
+PROBE_LR = 1e-3  # the probe trains only a freshly initialised head: the encoder's 3e-5 would barely move it
 # Top-level modules that AutoModelForAudioClassification adds on top of a pretrained encoder.
 HEAD_MODULES = {"projector", "classifier", "layer_weights"}
 
@@ -62,6 +66,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     in `config.output` from its newest complete checkpoint (model, optimizer, scheduler and RNG state)."""
     config.validate()
     _set_threads(config.threads)
+    if not runs.is_main_process():  # under torchrun: train the shard, leave the run folder to rank 0
+        log.setLevel(logging.WARNING)
+        _train_in(Path(config.output), config, resume)
+        return Path(config.output)
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if resume:
         run_dir = runs.reopen_run_dir(Path(config.output))
@@ -94,13 +102,34 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
     extractor = load_feature_extractor(config.model, config.trust_remote_code)
     label2id, _ = label_maps(data.label_names)
     rate = sampling_rate(extractor)
-    train_clips = decode_records(train_records, label2id, rate, config.max_duration, "decoding train")
-    test_clips = decode_records(test_records, label2id, rate, config.max_duration, "decoding eval")
+    cache = (Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.cache_audio else None
+    train_clips = decode_records(train_records, label2id, rate, config.max_duration, "decoding train", cache)
+    test_clips = decode_records(test_records, label2id, rate, config.max_duration, "decoding eval", cache)
     bad = train_clips.bad + test_clips.bad
     check_bad_clips(bad, len(data.records), config.max_bad_fraction)
 
     model = _prepare_model(config, data.label_names, extractor, train_clips, test_clips)
-    trainer = _build_trainer(config, run_dir, model, extractor, train_clips, test_clips)
+    if config.strategy == "probe":
+        model, runtime = _fit_probe(config, model, extractor, train_clips)
+    else:
+        model, runtime = _fine_tune(config, run_dir, resume, model, extractor, train_clips, test_clips)
+    if not runs.is_main_process():
+        return {}
+    runs.save_model(model, extractor, run_dir)
+
+    classifier = Classifier(model, extractor, config.max_duration, name=run_dir.name)
+    metrics = score_clips(classifier, test_clips, len(bad), run_dir)
+    card = _model_card(config, data, metrics, len(train_clips.waves))
+    runs.atomic_write_text(run_dir / runs.CARD_FILE, card)
+    return {"num_train_clips": len(train_clips.waves), "num_eval_clips": len(test_clips.waves),
+            "num_skipped": len(bad), "skipped": [str(e) for e in bad], "accuracy": metrics["accuracy"],
+            "strategy": config.strategy, "train_runtime_s": round(runtime, 2)}
+
+
+def _fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extractor: Any, train: DecodedClips,
+               test: DecodedClips) -> tuple[Any, float]:
+    """transformers Trainer over the whole model; returns the best model and the training seconds."""
+    trainer = _build_trainer(config, run_dir, model, extractor, train, test)
     checkpoint = runs.newest_checkpoint(run_dir) if resume else None
     if resume:
         log.info("resuming from %s", checkpoint.name if checkpoint else "the start (no complete checkpoint yet)")
@@ -108,22 +137,21 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if stopper.stopped:
         raise runs.TrainingInterrupted(run_dir, trainer.state.global_step)
-    runs.save_model(trainer.model, extractor, run_dir)
+    return trainer.model, result.metrics["train_runtime"]
 
-    classifier = Classifier(trainer.model, extractor, config.max_duration, name=run_dir.name)
-    metrics = score_clips(classifier, test_clips, len(bad), run_dir)
-    card = _model_card(config, data, metrics, len(train_clips.waves))
-    runs.atomic_write_text(run_dir / runs.CARD_FILE, card)
-    return {"num_train_clips": len(train_clips.waves), "num_eval_clips": len(test_clips.waves),
-            "num_skipped": len(bad), "skipped": [str(e) for e in bad], "accuracy": metrics["accuracy"],
-            "train_runtime_s": round(result.metrics["train_runtime"], 2),
-            "train_samples_per_second": round(result.metrics["train_samples_per_second"], 3)}
+
+def _fit_probe(config: TrainConfig, model: Any, extractor: Any, train: DecodedClips) -> tuple[Any, float]:
+    """The frozen encoder's cached states and the model's own head trained on them (seconds, not minutes)."""
+    figures = train_probe(model, extractor, train, config.probe_epochs, config.head_learning_rate or PROBE_LR,
+                          config.weight_decay, config.batch_size, config.seed)
+    return model, figures["encode_s"] + figures["head_s"]
 
 
 def _prepare_model(
     config: TrainConfig, label_names: list[str], extractor: Any, train: DecodedClips, test: DecodedClips
 ) -> Any:
-    model = load_for_training(config.model, label_names, config.trust_remote_code, config.seed)
+    model = load_for_training(config.model, label_names, config.trust_remote_code, config.seed,
+                              weighted_layer_sum=config.strategy == "probe")
     if config.whisper_short_context:
         longest = max(train.longest_seconds(sampling_rate(extractor)), test.longest_seconds(sampling_rate(extractor)))
         shorten_whisper_context(model, extractor, whisper_context_seconds(longest, config.max_duration))
@@ -159,6 +187,7 @@ def _build_trainer(
         report_to="none",
         disable_tqdm=False,  # transformers ties it to its log level, which the CLI lowers
         dataloader_pin_memory=_cuda_available(),
+        use_cpu=_cpu_processes_launched(),
     )
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed)
     trainer = Trainer(
@@ -226,6 +255,11 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _cpu_processes_launched() -> bool:
+    """Under torchrun without CUDA, Trainer runs DDP over gloo only when told to use the CPU."""
+    return not _cuda_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _set_threads(threads: int | None) -> None:
