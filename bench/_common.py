@@ -48,9 +48,17 @@ def environment() -> dict[str, Any]:
     return {
         "command": " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": _git_commit(),
         "machine": {"cpu_cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "versions": {name: v for name, v in versions.items() if v},
     }
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return done.stdout.strip() or None
 
 
 def _version(name: str) -> str | None:

@@ -58,3 +58,17 @@ def test_probe_refuses_architectures_without_a_layer_mix(tones: Path, tmp_path: 
                        strategy="probe")
     with pytest.raises(ConfigError, match="strategy"):
         audioclf.TrainConfig(data="x", strategy="guess").validate()
+
+
+def test_probe_first_then_fine_tune_starts_from_the_probed_head(tones: Path, tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    base = save_tiny("wav2vec2", tmp_path / "base")
+    with caplog.at_level(logging.INFO, logger="audioclf"):
+        run = audioclf.train(data=str(tones), model=str(base), output=str(tmp_path / "run"), probe_first=True,
+                             epochs=2, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-4)
+    assert "probe: encoder pass" in caplog.text
+    status = json.loads((run / "run.json").read_text())
+    assert status["strategy"] == "finetune" and status["status"] == "complete"
+    assert Classifier.load(run).model.config.use_weighted_layer_sum

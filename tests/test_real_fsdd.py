@@ -13,10 +13,11 @@ from conftest import FSDD, WHISPER_TINY_EN, needs_shared, write_manifest
 import audioclf
 
 TEST_SPEAKER = "nicolas"
-RECIPE = dict(  # measured: see README, "Real-data check"
-    epochs=5, batch_size=16, gradient_accumulation_steps=1, learning_rate=5e-5, head_learning_rate=1e-3,
-    augment_speed=0.25, max_duration=1.0, seed=42,
-)
+# Both measured with seed 42 (see README, "Real-data check"): probe 0.908 in 37 s of training; LP-FT
+# (probe head first, then 5 epochs of fine-tuning) 0.904 in 240 s.
+PROBE = dict(strategy="probe", batch_size=32, max_duration=1.0, seed=42)
+LP_FT = dict(probe_first=True, epochs=5, batch_size=16, gradient_accumulation_steps=1, learning_rate=5e-5,
+             head_learning_rate=5e-5, augment_speed=0.25, max_duration=1.0, seed=42)
 
 
 def fsdd_manifest(path: Path) -> Path:
@@ -29,13 +30,13 @@ def fsdd_manifest(path: Path) -> Path:
 
 
 @needs_shared
-def test_whisper_tiny_en_generalises_to_an_unheard_speaker(tmp_path: Path) -> None:
+def test_probe_on_whisper_tiny_en_generalises_to_an_unheard_speaker(tmp_path: Path) -> None:
     run = audioclf.train(data=str(fsdd_manifest(tmp_path / "fsdd.csv")), model=str(WHISPER_TINY_EN),
-                         output=str(tmp_path / "run"), **RECIPE)
+                         output=str(tmp_path / "run"), **PROBE)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_eval_clips"] == 500 and metrics["num_skipped"] == 0
-    # Issue #2 asks for >= 0.95 on nicolas; six recipes measured 0.884-0.908 (see README), and a frozen
-    # probe tops out near 0.93, so this guards the level reached rather than the target.
+    # Issue #2 asks for >= 0.95 on nicolas; every recipe measured so far reached 0.84-0.91 (see README),
+    # so this guards the level reached rather than the target.
     assert metrics["accuracy"] >= 0.87, metrics["accuracy"]
 
     # the saved folder is a stock transformers model and agrees with audioclf predict
@@ -49,3 +50,11 @@ def test_whisper_tiny_en_generalises_to_an_unheard_speaker(tmp_path: Path) -> No
     theirs = [stock(wave, top_k=1)[0]["label"] for wave in waves]
     assert ours == theirs
     assert np.mean([label == path.name.split("_")[0] for label, path in zip(ours, clips)]) >= 0.9
+
+
+@needs_shared
+def test_fine_tuned_whisper_tiny_en_generalises_to_an_unheard_speaker(tmp_path: Path) -> None:
+    run = audioclf.train(data=str(fsdd_manifest(tmp_path / "fsdd.csv")), model=str(WHISPER_TINY_EN),
+                         output=str(tmp_path / "run"), **LP_FT)
+    accuracy = json.loads((run / "metrics.json").read_text())["accuracy"]
+    assert accuracy >= 0.85, accuracy  # measured 0.904; epochs of this recipe range 0.79-0.90

@@ -54,6 +54,9 @@ class TrainConfig:
         "pooled states once and train only the model's own head on them (seconds per epoch)."
     )
     probe_epochs: int = _opt(60, "Epochs of head training on the cached states (--strategy probe).")
+    probe_first: bool = _opt(
+        False, "finetune: first train the head as --strategy probe does (at 1e-3), then fine-tune everything (LP-FT)."
+    )
     learning_rate: float = _opt(3e-5, "Peak learning rate.")
     head_learning_rate: float | None = _opt(
         None, "Peak learning rate of the new classification head (default: learning_rate)."

@@ -42,9 +42,7 @@ class CachedWaves(Sequence[np.ndarray]):
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]  (no slices needed)
         if self._fd is None:
             self._fd = os.open(self.folder / AUDIO_FILE, os.O_RDONLY)
         count = int(self.lengths[index])

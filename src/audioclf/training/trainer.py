@@ -109,10 +109,12 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
     check_bad_clips(bad, len(data.records), config.max_bad_fraction)
 
     model = _prepare_model(config, data.label_names, extractor, train_clips, test_clips)
-    if config.strategy == "probe":
+    runtime = 0.0
+    if config.strategy == "probe" or (config.probe_first and not resume):
         model, runtime = _fit_probe(config, model, extractor, train_clips)
-    else:
-        model, runtime = _fine_tune(config, run_dir, resume, model, extractor, train_clips, test_clips)
+    if config.strategy == "finetune":
+        model, seconds = _fine_tune(config, run_dir, resume, model, extractor, train_clips, test_clips)
+        runtime += seconds
     if not runs.is_main_process():
         return {}
     runs.save_model(model, extractor, run_dir)
@@ -134,7 +136,8 @@ def _fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, ext
     if resume:
         log.info("resuming from %s", checkpoint.name if checkpoint else "the start (no complete checkpoint yet)")
     with StopOnInterrupt.installed(trainer) as stopper:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None,
+                               ignore_keys_for_eval=["hidden_states", "attentions"])  # a layer-sum head returns them
     if stopper.stopped:
         raise runs.TrainingInterrupted(run_dir, trainer.state.global_step)
     return trainer.model, result.metrics["train_runtime"]
@@ -142,8 +145,9 @@ def _fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, ext
 
 def _fit_probe(config: TrainConfig, model: Any, extractor: Any, train: DecodedClips) -> tuple[Any, float]:
     """The frozen encoder's cached states and the model's own head trained on them (seconds, not minutes)."""
-    figures = train_probe(model, extractor, train, config.probe_epochs, config.head_learning_rate or PROBE_LR,
-                          config.weight_decay, config.batch_size, config.seed)
+    head_rate = config.head_learning_rate if config.strategy == "probe" else None  # probe_first: head rate is FT's
+    figures = train_probe(model, extractor, train, config.probe_epochs, head_rate or PROBE_LR, config.weight_decay,
+                          config.batch_size, config.seed)
     return model, figures["encode_s"] + figures["head_s"]
 
 
@@ -151,7 +155,7 @@ def _prepare_model(
     config: TrainConfig, label_names: list[str], extractor: Any, train: DecodedClips, test: DecodedClips
 ) -> Any:
     model = load_for_training(config.model, label_names, config.trust_remote_code, config.seed,
-                              weighted_layer_sum=config.strategy == "probe")
+                              weighted_layer_sum=config.strategy == "probe" or config.probe_first)
     if config.whisper_short_context:
         longest = max(train.longest_seconds(sampling_rate(extractor)), test.longest_seconds(sampling_rate(extractor)))
         shorten_whisper_context(model, extractor, whisper_context_seconds(longest, config.max_duration))
