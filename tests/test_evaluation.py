@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from audioclf.evaluation import classification_metrics, format_metrics, model_card, save_confusion_matrix
+from audioclf.evaluation import (classification_metrics, format_metrics, model_card, result_warnings,
+                                 save_confusion_matrix)
 
 
 def test_metrics_match_a_hand_count() -> None:
@@ -30,3 +31,14 @@ def test_model_card_names_the_base_model_only_when_it_is_on_the_hub() -> None:
     scratch = model_card("audioclf:compact-whisper", "data", ["a", "b"], {}, metrics, 8)
     assert "base_model: facebook/wav2vec2-base" in pretrained and "| learning_rate | 3e-05 |" in pretrained
     assert "base_model" not in scratch and "trained from scratch" in scratch
+
+
+def test_warns_when_accuracy_is_no_better_than_the_majority_label_or_labels_are_imbalanced() -> None:
+    names = ["yes", "no", "maybe"]
+    always_yes = classification_metrics([0, 0, 0, 0, 1, 2], [0] * 6, names)  # 4/6: the majority baseline
+    (warning,) = result_warnings(always_yes, {"yes": 10, "no": 10, "maybe": 10})
+    assert "no better than guessing" in warning and "'yes' scores 0.667" in warning
+    good = classification_metrics([0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], names)
+    assert result_warnings(good, {"yes": 10, "no": 9, "maybe": 8}) == []
+    (imbalance,) = result_warnings(good, {"yes": 40, "no": 10, "maybe": 8})
+    assert "'yes': 40 clips, 'maybe': 8" in imbalance and "macro-F1" in imbalance

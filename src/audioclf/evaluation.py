@@ -38,6 +38,29 @@ def classification_metrics(
     }
 
 
+def result_warnings(metrics: dict[str, Any], counts: dict[str, int]) -> list[str]:
+    """What a user must not miss: accuracy no better than chance or than always answering the most
+    frequent label, and training labels so imbalanced that accuracy flatters the model."""
+    warnings = []
+    support = {name: row["support"] for name, row in metrics["per_class"].items()}
+    total = sum(support.values())
+    if total:
+        majority = max(support, key=support.__getitem__)
+        baseline = max(1 / len(support), support[majority] / total)
+        if metrics["accuracy"] <= baseline + 0.02:
+            warnings.append(
+                f"accuracy {metrics['accuracy']:.3f} is no better than guessing (chance {1 / len(support):.3f}; always "
+                f"answering '{majority}' scores {support[majority] / total:.3f}). Usual causes: too few epochs or too "
+                "low a learning rate, labels that do not match the audio, clips cut too short by --max-duration, "
+                "or a learning rate so high that training diverged.")
+    if counts and max(counts.values()) > 1.5 * max(min(counts.values()), 1):
+        most, least = max(counts, key=counts.__getitem__), min(counts, key=counts.__getitem__)
+        warnings.append(
+            f"training labels are imbalanced ('{most}': {counts[most]} clips, '{least}': {counts[least]}); accuracy "
+            f"favours frequent labels, so read macro-F1 ({metrics['macro_f1']:.3f}) and the per-class recall.")
+    return warnings
+
+
 def accuracy(eval_pred: Any) -> dict[str, float]:
     """compute_metrics for transformers.Trainer."""
     logits, labels = eval_pred

@@ -13,7 +13,7 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArg
 from audioclf import runs
 from audioclf.audio import AudioError
 from audioclf.config import TrainConfig
-from audioclf.evaluation import accuracy, score_clips
+from audioclf.evaluation import accuracy, result_warnings, score_clips
 from audioclf.features import load_feature_extractor, pads_to_fixed_length, sampling_rate
 from audioclf.inference import Classifier
 from audioclf.models import (
@@ -121,11 +121,14 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
 
     classifier = Classifier(model, extractor, config.max_duration, name=run_dir.name)
     metrics = score_clips(classifier, test_clips, len(bad), run_dir)
+    warnings = result_warnings(metrics, {name: train_clips.labels.count(i) for name, i in label2id.items()})
+    for warning in warnings:
+        log.warning("WARNING: %s", warning)
     card = _model_card(config, data, metrics, len(train_clips.waves))
     runs.atomic_write_text(run_dir / runs.CARD_FILE, card)
     return {"num_train_clips": len(train_clips.waves), "num_eval_clips": len(test_clips.waves),
             "num_skipped": len(bad), "skipped": [str(e) for e in bad], "accuracy": metrics["accuracy"],
-            "strategy": config.strategy, "train_runtime_s": round(runtime, 2)}
+            "strategy": config.strategy, "train_runtime_s": round(runtime, 2), "warnings": warnings}
 
 
 def _fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extractor: Any, train: DecodedClips,
