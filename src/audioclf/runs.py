@@ -20,6 +20,7 @@ CONFUSION_FILE = "confusion_matrix.png"
 CARD_FILE = "README.md"
 CHECKPOINT_DIR = "checkpoints"
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+ONNX_FILE = "model.onnx"  # written by `audioclf export`
 
 
 class RunError(RuntimeError):
@@ -138,7 +139,7 @@ def require_model_folder(path: Path) -> None:
     require_finished(path)
     if not (path / "config.json").is_file():
         raise RunError(f"{path}: not a model folder (no config.json)")
-    weights = [*path.glob("*.safetensors"), *path.glob("model.safetensors.index.json"), *path.glob("model.onnx")]
+    weights = [*path.glob("*.safetensors"), *path.glob("model.safetensors.index.json"), *path.glob(ONNX_FILE)]
     if not weights:
         raise RunError(f"{path}: no safetensors or ONNX weights (audioclf loads no other format)")
 

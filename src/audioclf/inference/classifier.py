@@ -76,7 +76,9 @@ class Classifier:
         from tqdm.auto import tqdm
 
         out = np.zeros((len(waves), len(self.labels)), dtype=np.float32)
-        batches = plan_batches([len(w) for w in waves], batch_size, self._equal_lengths_only)
+        lengths = getattr(waves, "lengths", None)  # CachedWaves knows them without reading every clip
+        lengths = [len(w) for w in waves] if lengths is None else [int(n) for n in lengths]
+        batches = plan_batches(lengths, batch_size, self._equal_lengths_only)
         with torch.inference_mode():
             for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress):
                 features = extract_features(self.extractor, [waves[i] for i in batch])

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-ONNX_FILE = "model.onnx"
+from audioclf.runs import ONNX_FILE
+
 EXPORT_INFO = "onnx.json"
 # Files of the source folder that the exported folder needs: labels (config.json), the feature
 # extractor, the run's config (max_duration), its status and model card.

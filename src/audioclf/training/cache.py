@@ -45,9 +45,9 @@ class CachedWaves(Sequence[np.ndarray]):
     def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]  (no slices needed)
         if self._fd is None:
             self._fd = os.open(self.folder / AUDIO_FILE, os.O_RDONLY)
-        count = int(self.lengths[index])
-        data = os.pread(self._fd, count * 4, int(self.offsets[index]) * 4)
-        return np.frombuffer(data, dtype=np.float32).copy()
+        wave = np.empty(int(self.lengths[index]), dtype=np.float32)
+        os.preadv(self._fd, [wave], int(self.offsets[index]) * 4)
+        return wave
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers open their own file handle
         return {**self.__dict__, "_fd": None}

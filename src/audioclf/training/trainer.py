@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 import time
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,8 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
 
     classifier = Classifier(model, extractor, config.max_duration, name=run_dir.name)
     metrics = score_clips(classifier, test_clips, len(bad), run_dir)
-    warnings = result_warnings(metrics, {name: train_clips.labels.count(i) for name, i in label2id.items()})
+    per_label = Counter(train_clips.labels)
+    warnings = result_warnings(metrics, {name: per_label[i] for name, i in label2id.items()})
     for warning in warnings:
         log.warning("WARNING: %s", warning)
     card = _model_card(config, data, metrics, len(train_clips.waves))
