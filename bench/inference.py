@@ -44,7 +44,7 @@ def model_builders(tmp: Path, quick: bool) -> dict[str, Callable[[], Path]]:
         manifest = fsdd_manifest(tmp / "fsdd.csv", train=("george", "jackson"), test=("lucas",))
         return audioclf.train(data=str(manifest), model=str(WHISPER_TINY_EN), output=str(tmp / "whisper"),
                               epochs=1, batch_size=16, gradient_accumulation_steps=1, learning_rate=5e-5,
-                              head_learning_rate=1e-3, max_duration=1.0)
+                              head_learning_rate=1e-3, max_duration=1.0, strategy="finetune")
 
     if quick:
         return {"whisper-tiny.en (1 s context)": whisper}

@@ -73,7 +73,7 @@ def synthesize(folder: Path, clips: int, seconds: float, rate: int = 16000) -> P
 def train_peak_rss_mb(data: Path, model: Path, output: Path, cache_flag: str, cache_dir: Path) -> float:
     command = [str(Path(sys.executable).parent / "audioclf"), "-q", "train", "--data", str(data), "--model",
                str(model), "--output", str(output), "--epochs", "1", "--batch-size", "8",
-               "--gradient-accumulation-steps", "1", cache_flag, "--cache-dir", str(cache_dir)]
+               "--gradient-accumulation-steps", "1", "--strategy", "finetune", cache_flag, "--cache-dir", str(cache_dir)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:

@@ -68,3 +68,16 @@ def test_memory_quick_writes_results(tmp_path: Path) -> None:
     results = run_quick("memory.py", tmp_path / "memory.json")
     assert len(results["runs"]) == 4 and all(r["peak_rss_mb"] > 0 for r in results["runs"].values())
     assert set(results["growth_mb"]) == {"disk cache (default)", "in memory (reference)"}
+
+
+@needs_shared
+def test_accuracy_quick_writes_results(tmp_path: Path) -> None:
+    results = run_quick("accuracy.py", tmp_path / "accuracy.json")
+    assert set(results["summary"]) == {"probe", "finetune", "auto"}
+    for speaker, fold in results["folds"].items():
+        assert fold["probe"]["strategy_used"] == "probe" and fold["finetune"]["strategy_used"] == "finetune"
+        assert fold["auto"]["strategy_used"] in {"probe", "finetune"} and fold["auto"]["reason"]
+        assert all(0 <= r["test_accuracy"] <= 1 and r["cpu_s"] > 0 for r in fold.values())
+    for name, summary in results["summary"].items():
+        accuracies = [fold[name]["test_accuracy"] for fold in results["folds"].values()]
+        assert summary["worst_accuracy"] == min(accuracies)

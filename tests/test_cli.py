@@ -44,7 +44,10 @@ def test_train_writes_a_complete_run_folder(cli_run: tuple[Path, Path]) -> None:
     assert set(metrics["per_class"]) == {"high", "low", "mid"}
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "complete"
-    assert status["train_runtime_s"] > 0 and status["strategy"] == "finetune"
+    assert status["train_runtime_s"] > 0 and status["strategy"] == "auto"
+    # 15 clips of 3 labels: auto keeps the probe, says why, and reports the validation score it judged by
+    assert status["strategy_used"] == "probe" and "per label" in status["strategy_reason"]
+    assert status["num_validation_clips"] == 3 and 0 <= status["validation_accuracy"] <= 1
     assert "accuracy" in (run / "README.md").read_text()
 
 

@@ -66,9 +66,9 @@ def test_probe_first_then_fine_tune_starts_from_the_probed_head(tones: Path, tmp
 
     base = save_tiny("wav2vec2", tmp_path / "base")
     with caplog.at_level(logging.INFO, logger="audioclf"):
-        run = audioclf.train(data=str(tones), model=str(base), output=str(tmp_path / "run"), probe_first=True,
+        run = audioclf.train(data=str(tones), model=str(base), output=str(tmp_path / "run"), probe_first=True, strategy="finetune",
                              epochs=2, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-4)
-    assert "probe: encoder pass" in caplog.text
+    assert "probe: head" in caplog.text
     status = json.loads((run / "run.json").read_text())
     assert status["strategy"] == "finetune" and status["status"] == "complete"
     assert Classifier.load(run).model.config.use_weighted_layer_sum

@@ -16,7 +16,7 @@ TEST_SPEAKER = "nicolas"
 # Both measured with seed 42 (see README, "Real-data check"): probe 0.908 in 37 s of training; LP-FT
 # (probe head first, then 5 epochs of fine-tuning) 0.904 in 240 s.
 PROBE = dict(strategy="probe", batch_size=32, max_duration=1.0, seed=42)
-LP_FT = dict(probe_first=True, epochs=5, batch_size=16, gradient_accumulation_steps=1, learning_rate=5e-5,
+LP_FT = dict(strategy="finetune", probe_first=True, epochs=5, batch_size=16, gradient_accumulation_steps=1, learning_rate=5e-5,
              head_learning_rate=5e-5, augment_speed=0.25, max_duration=1.0, seed=42)
 
 

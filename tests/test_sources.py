@@ -131,7 +131,7 @@ def test_class_too_small_to_split_is_named() -> None:
 def test_manifest_split_aliases_and_bad_split_value(tmp_path: Path) -> None:
     rows = [{"path": "a.wav", "label": "x", "split": "validation"}, {"path": "b.wav", "label": "x", "split": ""}]
     records = load_data(str(write_manifest(tmp_path / "m.csv", rows))).records
-    assert [r.split for r in records] == ["test", None]
+    assert [r.split for r in records] == ["validation", None]
     bad = write_manifest(tmp_path / "bad.csv", [{"path": "a.wav", "label": "x", "split": "dev-ish"}])
-    with pytest.raises(DataError, match="row 2: split 'dev-ish' is not train or test"):
+    with pytest.raises(DataError, match="row 2: split 'dev-ish' is not train, validation or test"):
         load_data(str(bad))

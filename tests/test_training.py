@@ -16,7 +16,8 @@ from audioclf.models import load_for_training
 from audioclf.sources import load_data
 from audioclf.training.augment import Augmenter
 from audioclf.training.dataset import AudioCollator, ClipDataset, decode_records
-from audioclf.training.trainer import TooManyBadClips, _optimizer, check_bad_clips
+from audioclf.training.finetune import optimizer_for
+from audioclf.training.trainer import TooManyBadClips, check_bad_clips
 
 
 def test_decode_records_resamples_once_and_collects_bad_clips(tmp_path: Path) -> None:
@@ -100,7 +101,7 @@ def test_noise_snr_must_be_a_range() -> None:
 
 def test_head_gets_its_own_learning_rate(tmp_path: Path) -> None:
     model = load_for_training(str(save_tiny("wav2vec2", tmp_path / "m")), ["a", "b"])
-    _, kwargs = _optimizer(model, TrainConfig(learning_rate=1e-5, head_learning_rate=1e-3))
+    _, kwargs = optimizer_for(model, TrainConfig(learning_rate=1e-5, head_learning_rate=1e-3))
     encoder, head = kwargs["params"]
     assert (encoder["lr"], head["lr"]) == (1e-5, 1e-3)
     head_ids = {id(p) for p in head["params"]}

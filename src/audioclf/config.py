@@ -20,7 +20,7 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
-STRATEGIES = ("finetune", "probe")
+STRATEGIES = ("auto", "finetune", "probe")
 
 
 @dataclass
@@ -36,7 +36,11 @@ class TrainConfig:
     audio_column: str | None = _opt(None, "Column holding the audio (default: the source's own).")
     label_column: str | None = _opt(None, "Column holding the label (default: the source's own).")
     group_by: str | None = _opt(None, "Column whose groups (e.g. speakers) must stay on one side of the split.")
-    test_size: float = _opt(0.2, "Fraction of clips held out for evaluation when the data has no split of its own.")
+    test_size: float = _opt(0.2, "Fraction of clips held out for the test split when the data has no split of its own.")
+    validation_size: float = _opt(
+        0.1, "Fraction of the training clips held out for validation (picks the epoch and the strategy; the test "
+        "split is scored once, at the end). 0: no validation, the last epoch is kept."
+    )
     stratify: bool = _opt(True, "Keep label proportions equal on both sides of a random split.")
     max_bad_fraction: float = _opt(0.01, "Stop before training when more than this fraction of clips is unreadable.")
     # --- audio and features ---------------------------------------------------------------------
@@ -50,10 +54,19 @@ class TrainConfig:
     trust_remote_code: bool = _opt(False, "Allow custom model code from the checkpoint (off unless you trust it).")
     # --- training hyperparameters (the HF guide's defaults) ----------------------------------------
     strategy: str = _opt(
-        "finetune", "finetune: train the whole model with Trainer; probe: freeze the encoder, cache every layer's "
-        "pooled states once and train only the model's own head on them (seconds per epoch)."
+        "auto", "probe: freeze the encoder, cache every layer's pooled states once and train only the model's own "
+        "head on them (seconds per epoch); finetune: train the whole model with Trainer; auto: probe, then "
+        "fine-tune from the probe's head when the data and --time-budget allow, keeping the better on validation."
     )
-    probe_epochs: int = _opt(60, "Epochs of head training on the cached states (--strategy probe).")
+    time_budget: float | None = _opt(
+        None, "Minutes of training allowed: fine-tuning stops (keeping its best epoch) when they are spent, and "
+        "auto skips fine-tuning when one epoch would not fit (default: no limit)."
+    )
+    class_weights: bool = _opt(False, "Weight the loss by inverse label frequency (for imbalanced labels).")
+    probe_epochs: int = _opt(60, "Epochs of head training on the cached states (probe, auto, --probe-first).")
+    probe_learning_rate: float = _opt(
+        1e-3, "Learning rate of that head training (a fresh head: the encoder's 3e-5 would barely move it)."
+    )
     probe_first: bool = _opt(
         False, "finetune: first train the head as --strategy probe does (at 1e-3), then fine-tune everything (LP-FT)."
     )
@@ -87,9 +100,12 @@ class TrainConfig:
         _require(self.strategy in STRATEGIES, "strategy", self.strategy, " or ".join(STRATEGIES))
         _require(self.probe_epochs >= 1, "probe_epochs", self.probe_epochs, "an integer >= 1")
         _require(0 < self.test_size < 1, "test_size", self.test_size, "a fraction strictly between 0 and 1")
+        _require(0 <= self.validation_size < 1, "validation_size", self.validation_size, "a fraction in [0, 1)")
+        _require(self.time_budget is None or self.time_budget > 0, "time_budget", self.time_budget, "minutes > 0")
         _require(0 <= self.max_bad_fraction < 1, "max_bad_fraction", self.max_bad_fraction, "a fraction in [0, 1)")
         _require(self.max_duration > 0, "max_duration", self.max_duration, "seconds > 0")
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "a number > 0")
+        _require(self.probe_learning_rate > 0, "probe_learning_rate", self.probe_learning_rate, "a number > 0")
         _require(
             self.head_learning_rate is None or self.head_learning_rate > 0,
             "head_learning_rate", self.head_learning_rate, "a number > 0",

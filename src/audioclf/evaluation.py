@@ -38,27 +38,35 @@ def classification_metrics(
     }
 
 
-def result_warnings(metrics: dict[str, Any], counts: dict[str, int]) -> list[str]:
-    """What a user must not miss: accuracy no better than chance or than always answering the most
-    frequent label, and training labels so imbalanced that accuracy flatters the model."""
-    warnings = []
+def result_warnings(metrics: dict[str, Any], counts: dict[str, int],
+                    validation: tuple[float, dict[str, int]] | None = None) -> list[str]:
+    """What a user must not miss: test (or validation) accuracy no better than chance or than always
+    answering the most frequent label, and training labels so imbalanced that accuracy flatters the model.
+    `validation` is (accuracy, clips per label) of the validation split, when there was one."""
     support = {name: row["support"] for name, row in metrics["per_class"].items()}
-    total = sum(support.values())
-    if total:
-        majority = max(support, key=support.__getitem__)
-        baseline = max(1 / len(support), support[majority] / total)
-        if metrics["accuracy"] <= baseline + 0.02:
-            warnings.append(
-                f"accuracy {metrics['accuracy']:.3f} is no better than guessing (chance {1 / len(support):.3f}; always "
-                f"answering '{majority}' scores {support[majority] / total:.3f}). Usual causes: too few epochs or too "
-                "low a learning rate, labels that do not match the audio, clips cut too short by --max-duration, "
-                "or a learning rate so high that training diverged.")
+    warnings = [w for w in (_near_chance("test", metrics["accuracy"], support),
+                            _near_chance("validation", *validation) if validation else None) if w]
     if counts and max(counts.values()) > 1.5 * max(min(counts.values()), 1):
         most, least = max(counts, key=counts.__getitem__), min(counts, key=counts.__getitem__)
         warnings.append(
             f"training labels are imbalanced ('{most}': {counts[most]} clips, '{least}': {counts[least]}); accuracy "
-            f"favours frequent labels, so read macro-F1 ({metrics['macro_f1']:.3f}) and the per-class recall.")
+            f"favours frequent labels, so read macro-F1 ({metrics['macro_f1']:.3f}) and the per-class recall; "
+            "--class-weights weights the loss against it.")
     return warnings
+
+
+def _near_chance(split: str, accuracy: float, support: dict[str, int]) -> str | None:
+    total = sum(support.values())
+    if not total:
+        return None
+    majority = max(support, key=support.__getitem__)
+    chance, majority_share = 1 / len(support), support[majority] / total
+    if accuracy > max(chance, majority_share) + 0.02:
+        return None
+    return (f"{split} accuracy {accuracy:.3f} is no better than guessing (chance {chance:.3f}; always answering "
+            f"'{majority}' scores {majority_share:.3f}). Usual causes: too few epochs or too low a learning rate, "
+            "labels that do not match the audio, clips cut too short by --max-duration, or a learning rate so "
+            "high that training diverged.")
 
 
 def accuracy(eval_pred: Any) -> dict[str, float]:
@@ -128,7 +136,7 @@ Trained with audioclf on {data_description}:
 {num_train} training clips, {metrics['num_eval_clips']} evaluation clips ({metrics['num_skipped']} unreadable clips skipped),
 {len(label_names)} labels: {', '.join(label_names)}.
 
-## Results on the evaluation split
+## Results on the test split
 
 | metric | value |
 |---|---|

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from audioclf.sources.records import DataError, LoadedData, Record
-from audioclf.sources.split import split_records
+from audioclf.sources.split import hold_out_validation, split_records
 
-__all__ = ["DataError", "LoadedData", "Record", "load_data", "split_records"]
+__all__ = ["DataError", "LoadedData", "Record", "hold_out_validation", "load_data", "split_records"]
 
 
 def load_data(

@@ -21,7 +21,7 @@ def load_hub_dataset(
     label_column: str | None = None,
     group_column: str | None = None,
 ) -> LoadedData:
-    """Load a Hub dataset's split (and its own 'test' split when it has one) as records."""
+    """Load a Hub dataset's split (and its own 'validation' and 'test' splits when it has them) as records."""
     check_hub_reachable(dataset_id)
     try:
         import datasets
@@ -31,8 +31,9 @@ def load_hub_dataset(
     label_column = label_column or HUB_DEFAULT_COLUMNS["label"]
     splits = {split: "train"}
     available = datasets.get_dataset_split_names(dataset_id, config_name)
-    if "test" in available and split != "test":
-        splits["test"] = "test"
+    for own in ("validation", "test"):
+        if own in available and split != own:
+            splits[own] = own
     records: list[Record] = []
     label_names: list[str] | None = None
     for hub_split, our_split in splits.items():

@@ -65,7 +65,7 @@ def _record(path: Path, line: int, row: dict[str, Any], audio_col: str, label_co
         raise DataError(f"{path}, row {line}: empty '{audio_col}' or '{label_col}'")
     split_value = str(row.get("split") or "").strip().lower()
     if split_value and split_value not in SPLIT_ALIASES:
-        raise DataError(f"{path}, row {line}: split '{split_value}' is not train or test")
+        raise DataError(f"{path}, row {line}: split '{split_value}' is not train, validation or test")
     clip = Path(audio) if Path(audio).is_absolute() else path.parent / audio
     group = str(row.get(group_col) or "").strip() or None
     return Record(audio=str(clip), name=str(clip), label=label, group=group, split=SPLIT_ALIASES.get(split_value))

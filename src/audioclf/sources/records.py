@@ -8,7 +8,8 @@ from audioclf.audio import AudioSource
 
 
 # Split names a source may use, mapped to ours; validation data is held out like test data.
-SPLIT_ALIASES = {"train": "train", "test": "test", "validation": "test", "valid": "test", "val": "test"}
+SPLIT_ALIASES = {"train": "train", "test": "test", "validation": "validation", "valid": "validation",
+                 "val": "validation", "dev": "validation"}
 
 
 class DataError(ValueError):

@@ -11,6 +11,8 @@ no linear-probe trainer for its audio heads.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,39 +71,101 @@ def fold_standardization(linear: Any, mean: Any, std: Any) -> None:
     linear.bias -= linear.weight @ mean
 
 
-def train_probe(model: Any, extractor: Any, train: DecodedClips, epochs: int, learning_rate: float,
-                weight_decay: float, batch_size: int, seed: int) -> dict[str, float]:
-    """Train `model`'s head in place on the frozen encoder's cached states; returns timing figures."""
-    import time
+@dataclass
+class ProbeSettings:
+    """How the head is trained on the cached states."""
 
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    batch_size: int
+    seed: int
+    class_weights: Any = None  # a torch tensor of per-label loss weights, or None
+
+
+class Probe:
+    """The frozen encoder's pooled states of the train and validation clips, computed once, and the head
+    fitted on them: on train alone (so validation stays unseen and can judge it), or on both."""
+
+    def __init__(self, model: Any, extractor: Any, train: DecodedClips, validation: DecodedClips,
+                 settings: ProbeSettings) -> None:
+        if not supports_probe(model):
+            raise ProbeUnsupported(f"{type(model).__name__} has no weighted-layer-sum head; use --strategy finetune")
+        start = time.perf_counter()
+        model.eval()
+        self.settings = settings
+        self.initial_head = {name: p.detach().clone() for name, p in _head_parameters(model)}
+        self.train = self._encode(model, extractor, train, "train")
+        self.validation = self._encode(model, extractor, validation, "validation") if validation.labels else None
+        self.encode_s = time.perf_counter() - start
+        self.seconds_per_clip = self.encode_s / (len(train.labels) + len(validation.labels))
+
+    @staticmethod
+    def _encode(model: Any, extractor: Any, clips: DecodedClips, name: str) -> tuple[Any, Any]:
+        import torch
+
+        states = pooled_layer_states(model, extractor, clips, desc=f"encoding {name}")
+        return torch.from_numpy(states), torch.tensor(clips.labels, dtype=torch.long)
+
+    def fit(self, model: Any, with_validation: bool = False) -> dict[str, float]:
+        """Fit `model`'s head from its initial state (the same start every time); returns figures."""
+        import torch
+
+        start = time.perf_counter()
+        _restore(model, self.initial_head)
+        states, labels = self.train
+        if with_validation and self.validation is not None:
+            states, labels = torch.cat([states, self.validation[0]]), torch.cat([labels, self.validation[1]])
+        figures = {"train_accuracy": round(_fit_head(model, states, labels, self.settings), 4)}
+        if self.validation is not None and not with_validation:
+            figures["validation_accuracy"] = round(_accuracy(model, *self.validation), 4)
+        figures["head_s"] = round(time.perf_counter() - start, 2)
+        log.info("probe: head %d epochs on %d clips in %.1f s (encoder pass %.1f s), %s", self.settings.epochs,
+                 len(labels), figures["head_s"], self.encode_s,
+                 ", ".join(f"{k} {v:.4f}" for k, v in figures.items() if k.endswith("accuracy")))
+        return figures
+
+
+def _head_parameters(model: Any) -> list[tuple[str, Any]]:
+    return [(name, p) for name, p in model.named_parameters() if name.split(".")[0] in HEAD_PARTS]
+
+
+def _restore(model: Any, state: dict[str, Any]) -> None:
     import torch
 
-    if not supports_probe(model):
-        raise ProbeUnsupported(f"{type(model).__name__} has no weighted-layer-sum head; use --strategy finetune")
-    start = time.perf_counter()
-    model.eval()
-    pooled = torch.from_numpy(pooled_layer_states(model, extractor, train, desc="encoding train"))
-    encoded = time.perf_counter()
-    # Standardize each hidden dimension (one mean/std over clips and layers, so that it commutes with the
-    # layer mix, whose weights sum to 1), train, then fold the scaling into the projector.
-    mean, std = pooled.mean(dim=(0, 1)), pooled.std(dim=(0, 1)).clamp_min(1e-6)
-    pooled = (pooled - mean) / std
-    labels = torch.tensor(train.labels, dtype=torch.long)
-    params = [p for name, p in model.named_parameters() if name.split(".")[0] in HEAD_PARTS]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
+    with torch.no_grad():
+        for name, param in _head_parameters(model):
+            param.copy_(state[name])
+
+
+def _accuracy(model: Any, states: Any, labels: Any) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float((head_logits(model, states).argmax(-1) == labels).float().mean())
+
+
+def _fit_head(model: Any, states: Any, labels: Any, settings: ProbeSettings) -> float:
+    """AdamW on the head over standardized states, then the standardization folded into the projector
+    (so the head takes raw states again); returns the accuracy on the states it was fit on."""
+    import torch
+
+    # One mean/std per hidden dimension over clips and layers, so that it commutes with the layer mix
+    # (whose weights sum to 1).
+    mean, std = states.mean(dim=(0, 1)), states.std(dim=(0, 1)).clamp_min(1e-6)
+    scaled = (states - mean) / std
+    optimizer = torch.optim.AdamW([p for _, p in _head_parameters(model)], lr=settings.learning_rate,
+                                  weight_decay=settings.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    for _ in range(settings.epochs):
         order = torch.randperm(len(labels), generator=generator)
-        for step in range(0, len(order), batch_size):
-            index = order[step : step + batch_size]
-            loss = torch.nn.functional.cross_entropy(head_logits(model, pooled[index]), labels[index])
+        for step in range(0, len(order), settings.batch_size):
+            index = order[step : step + settings.batch_size]
+            loss = torch.nn.functional.cross_entropy(head_logits(model, scaled[index]), labels[index],
+                                                     weight=settings.class_weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     with torch.no_grad():
-        accuracy = float((head_logits(model, pooled).argmax(-1) == labels).float().mean())
         fold_standardization(model.projector, mean, std)
-    log.info("probe: encoder pass %.1f s, head %d epochs %.1f s, train accuracy %.4f",
-             encoded - start, epochs, time.perf_counter() - encoded, accuracy)
-    return {"encode_s": round(encoded - start, 2), "head_s": round(time.perf_counter() - encoded, 2),
-            "train_accuracy": round(accuracy, 4)}
+    return _accuracy(model, states, labels)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections import Counter
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
-
-from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
 from audioclf import runs
 from audioclf.audio import AudioError
 from audioclf.config import TrainConfig
-from audioclf.evaluation import accuracy, result_warnings, score_clips
-from audioclf.features import load_feature_extractor, pads_to_fixed_length, sampling_rate
+from audioclf.evaluation import result_warnings, score_clips
+from audioclf.features import load_feature_extractor, sampling_rate
 from audioclf.inference import Classifier
 from audioclf.models import (
     freeze_feature_encoder,
@@ -24,20 +21,13 @@ from audioclf.models import (
     shorten_whisper_context,
     whisper_context_seconds,
 )
-from audioclf.sources import LoadedData, load_data, split_records
+from audioclf.sources import LoadedData, hold_out_validation, load_data, split_records
 from audioclf.sources.records import DataError
-from audioclf.training.augment import Augmenter
 from audioclf.training.cache import default_cache_dir
-from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips, decode_records
-from audioclf.training.interrupt import StopOnInterrupt
-from audioclf.training.probe import train_probe
+from audioclf.training.dataset import DecodedClips, decode_records
+from audioclf.training.strategy import Outcome, run_strategy
 
 log = logging.getLogger("audioclf")
-
-PROBE_LR = 1e-3  # the probe trains only a freshly initialised head: the encoder's 3e-5 would barely move it
-# Top-level modules that AutoModelForAudioClassification adds on top of a pretrained encoder.
-HEAD_MODULES = {"projector", "classifier", "layer_weights"}
-
 
 class TooManyBadClips(DataError):
     """More clips than --max-bad-fraction allows could not be used."""
@@ -95,180 +85,75 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
 def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any]:
     data = load_training_data(config)
-    train_records, test_records = split_records(
-        data.records, config.test_size, config.seed, group_by=bool(config.group_by), stratify=config.stratify
-    )
-    log.info("%s: %d training clips, %d evaluation clips, %d labels",
-             data.description, len(train_records), len(test_records), len(data.label_names))
+    grouped = bool(config.group_by)
+    train_records, test_records = split_records(data.records, config.test_size, config.seed, grouped, config.stratify)
+    train_records, validation_records = hold_out_validation(
+        train_records, config.validation_size, config.seed, grouped, config.stratify)
+    log.info("%s: %d training, %d validation and %d test clips, %d labels", data.description, len(train_records),
+             len(validation_records), len(test_records), len(data.label_names))
     extractor = load_feature_extractor(config.model, config.trust_remote_code)
     label2id, _ = label_maps(data.label_names)
     rate = sampling_rate(extractor)
     cache = (Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.cache_audio else None
-    train_clips = decode_records(train_records, label2id, rate, config.max_duration, "decoding train", cache)
-    test_clips = decode_records(test_records, label2id, rate, config.max_duration, "decoding eval", cache)
-    bad = train_clips.bad + test_clips.bad
+    train, validation, test = (decode_records(records, label2id, rate, config.max_duration, f"decoding {name}", cache)
+                               for name, records in (("train", train_records), ("validation", validation_records),
+                                                     ("test", test_records)))
+    bad = train.bad + validation.bad + test.bad
     check_bad_clips(bad, len(data.records), config.max_bad_fraction)
 
-    model = _prepare_model(config, data.label_names, extractor, train_clips, test_clips)
-    runtime = 0.0
-    if config.strategy == "probe" or (config.probe_first and not resume):
-        model, runtime = _fit_probe(config, model, extractor, train_clips)
-    if config.strategy == "finetune":
-        model, seconds = _fine_tune(config, run_dir, resume, model, extractor, train_clips, test_clips)
-        runtime += seconds
+    model = _prepare_model(config, data.label_names, extractor, max(
+        clips.longest_seconds(rate) for clips in (train, validation, test)))
+    outcome = run_strategy(config, run_dir, resume, model, extractor, train, validation)
     if not runs.is_main_process():
         return {}
-    runs.save_model(model, extractor, run_dir)
+    runs.save_model(outcome.model, extractor, run_dir)
 
-    classifier = Classifier(model, extractor, config.max_duration, name=run_dir.name)
-    metrics = score_clips(classifier, test_clips, len(bad), run_dir)
-    per_label = Counter(train_clips.labels)
-    warnings = result_warnings(metrics, {name: per_label[i] for name, i in label2id.items()})
+    classifier = Classifier(outcome.model, extractor, config.max_duration, name=run_dir.name)
+    metrics = score_clips(classifier, test, len(bad), run_dir)
+    per_label = Counter(train.labels)
+    warnings = result_warnings(metrics, {name: per_label[i] for name, i in label2id.items()},
+                               _validation_support(outcome, validation, data.label_names))
     for warning in warnings:
         log.warning("WARNING: %s", warning)
-    card = _model_card(config, data, metrics, len(train_clips.waves))
+    card = _model_card(config, data, metrics, len(train.waves), outcome)
     runs.atomic_write_text(run_dir / runs.CARD_FILE, card)
-    return {"num_train_clips": len(train_clips.waves), "num_eval_clips": len(test_clips.waves),
-            "num_skipped": len(bad), "skipped": [str(e) for e in bad], "accuracy": metrics["accuracy"],
-            "strategy": config.strategy, "train_runtime_s": round(runtime, 2), "warnings": warnings}
+    return {"num_train_clips": len(train.waves), "num_validation_clips": len(validation.waves),
+            "num_eval_clips": len(test.waves), "num_skipped": len(bad), "skipped": [str(e) for e in bad],
+            "accuracy": metrics["accuracy"], "validation_accuracy": outcome.validation_accuracy,
+            "strategy": config.strategy, "strategy_used": outcome.strategy, "strategy_reason": outcome.reason,
+            "validation_by_strategy": outcome.tried,
+            "train_runtime_s": round(outcome.seconds, 2), "warnings": warnings}
 
 
-def _fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extractor: Any, train: DecodedClips,
-               test: DecodedClips) -> tuple[Any, float]:
-    """transformers Trainer over the whole model; returns the best model and the training seconds."""
-    trainer = _build_trainer(config, run_dir, model, extractor, train, test)
-    checkpoint = runs.newest_checkpoint(run_dir) if resume else None
-    if resume:
-        log.info("resuming from %s", checkpoint.name if checkpoint else "the start (no complete checkpoint yet)")
-    with StopOnInterrupt.installed(trainer) as stopper:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None,
-                               ignore_keys_for_eval=["hidden_states", "attentions"])  # a layer-sum head returns them
-    if stopper.stopped:
-        raise runs.TrainingInterrupted(run_dir, trainer.state.global_step)
-    return trainer.model, result.metrics["train_runtime"]
+def _validation_support(outcome: Outcome, validation: DecodedClips,
+                        label_names: list[str]) -> tuple[float, dict[str, int]] | None:
+    if outcome.validation_accuracy is None:
+        return None
+    counts = Counter(validation.labels)
+    return outcome.validation_accuracy, {name: counts[i] for i, name in enumerate(label_names)}
 
 
-def _fit_probe(config: TrainConfig, model: Any, extractor: Any, train: DecodedClips) -> tuple[Any, float]:
-    """The frozen encoder's cached states and the model's own head trained on them (seconds, not minutes)."""
-    head_rate = config.head_learning_rate if config.strategy == "probe" else None  # probe_first: head rate is FT's
-    figures = train_probe(model, extractor, train, config.probe_epochs, head_rate or PROBE_LR, config.weight_decay,
-                          config.batch_size, config.seed)
-    return model, figures["encode_s"] + figures["head_s"]
-
-
-def _prepare_model(
-    config: TrainConfig, label_names: list[str], extractor: Any, train: DecodedClips, test: DecodedClips
-) -> Any:
+def _prepare_model(config: TrainConfig, label_names: list[str], extractor: Any, longest_s: float) -> Any:
     model = load_for_training(config.model, label_names, config.trust_remote_code, config.seed,
-                              weighted_layer_sum=config.strategy == "probe" or config.probe_first)
+                              weighted_layer_sum=config.strategy in ("probe", "auto") or config.probe_first)
     if config.whisper_short_context:
-        longest = max(train.longest_seconds(sampling_rate(extractor)), test.longest_seconds(sampling_rate(extractor)))
-        shorten_whisper_context(model, extractor, whisper_context_seconds(longest, config.max_duration))
+        shorten_whisper_context(model, extractor, whisper_context_seconds(longest_s, config.max_duration))
     if config.freeze_feature_encoder and freeze_feature_encoder(model):
         log.info("feature encoder frozen")
     return model
 
 
-def _build_trainer(
-    config: TrainConfig, run_dir: Path, model: Any, extractor: Any, train: DecodedClips, test: DecodedClips
-) -> Any:
-    input_name = extractor.model_input_names[0]
-    has_eval = len(test.waves) > 0
-    args = TrainingArguments(
-        output_dir=str(run_dir / runs.CHECKPOINT_DIR),
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size or config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        num_train_epochs=config.epochs,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        eval_strategy="epoch" if has_eval else "no",
-        save_strategy="epoch",
-        logging_strategy="epoch",
-        load_best_model_at_end=has_eval,
-        metric_for_best_model="accuracy" if has_eval else None,
-        save_total_limit=2,
-        seed=config.seed,
-        dataloader_num_workers=config.num_workers,
-        train_sampling_strategy="random" if pads_to_fixed_length(extractor) else "group_by_length",
-        remove_unused_columns=False,
-        report_to="none",
-        disable_tqdm=False,  # transformers ties it to its log level, which the CLI lowers
-        dataloader_pin_memory=_cuda_available(),
-        use_cpu=_cpu_processes_launched(),
-    )
-    augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=ClipDataset(train, input_name, augment if augment.active else None),
-        eval_dataset=ClipDataset(test, input_name) if has_eval else None,
-        data_collator=AudioCollator(extractor, input_name),
-        processing_class=extractor,
-        compute_metrics=accuracy,
-        optimizer_cls_and_kwargs=_optimizer(model, config),
-    )
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(EpochLineProgress())
-    return trainer
-
-
-def _optimizer(model: Any, config: TrainConfig) -> tuple[type, dict[str, Any]]:
-    """AdamW with two parameter groups: the pretrained encoder at learning_rate, the new head
-    (projector/classifier/layer weights) at head_learning_rate. Trainer's scheduler scales both."""
-    import torch
-
-    head_rate = config.head_learning_rate or config.learning_rate
-    groups: dict[bool, list[Any]] = {True: [], False: []}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            groups[name.split(".")[0] in HEAD_MODULES].append(param)
-    params = [
-        {"params": groups[False], "lr": config.learning_rate, "weight_decay": config.weight_decay},
-        {"params": groups[True], "lr": head_rate, "weight_decay": config.weight_decay},
-    ]
-    return torch.optim.AdamW, {"params": [g for g in params if g["params"]], "lr": config.learning_rate}
-
-
-def _epoch_line(logs: dict[str, Any], epoch: float | None, total: float) -> str | None:
-    if "eval_loss" not in logs:
-        return None
-    parts = [f"epoch {epoch:.0f}/{total:g}" if epoch is not None else "eval"]
-    parts.append(f"eval_loss {logs['eval_loss']:.4f}")
-    if "eval_accuracy" in logs:
-        parts.append(f"accuracy {logs['eval_accuracy']:.4f}")
-    return "  ".join(parts)
-
-
-class EpochLineProgress(ProgressCallback):
-    """Trainer's progress bars, with one readable line per epoch instead of raw log dicts."""
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-        line = _epoch_line(logs or {}, state.epoch, args.num_train_epochs)
-        if line and state.is_world_process_zero:
-            (self.training_bar.write if self.training_bar is not None else print)(line)
-
-
-def _model_card(config: TrainConfig, data: LoadedData, metrics: dict[str, Any], num_train: int) -> str:
+def _model_card(config: TrainConfig, data: LoadedData, metrics: dict[str, Any], num_train: int,
+                outcome: Outcome) -> str:
     from audioclf.evaluation import model_card
 
     hyper = {k: getattr(config, k) for k in (
-        "learning_rate", "batch_size", "gradient_accumulation_steps", "epochs", "warmup_ratio",
-        "weight_decay", "max_duration", "freeze_feature_encoder", "seed")}
+        "strategy", "learning_rate", "batch_size", "gradient_accumulation_steps", "epochs", "warmup_ratio",
+        "weight_decay", "max_duration", "freeze_feature_encoder", "validation_size", "seed")}
+    hyper["model kept"] = f"{outcome.strategy} ({outcome.reason})"
+    if outcome.validation_accuracy is not None:
+        hyper["validation accuracy"] = f"{outcome.validation_accuracy:.4f}"
     return model_card(config.model, data.description, data.label_names, hyper, metrics, num_train)
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _cpu_processes_launched() -> bool:
-    """Under torchrun without CUDA, Trainer runs DDP over gloo only when told to use the CPU."""
-    return not _cuda_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _set_threads(threads: int | None) -> None:

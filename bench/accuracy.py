@@ -1,0 +1,100 @@
+"""Accuracy per CPU-minute: leave-one-speaker-out over the 4 FSDD speakers in ../shared with the real
+whisper-tiny.en, for `--strategy probe`, `finetune` and `auto`. Each fold trains on three speakers (10% of
+their clips held out for validation) and tests on the fourth, whom the model never heard. Reports test
+accuracy per fold, the mean and the worst fold, wall and CPU seconds per fold (CPU: all threads of this
+process, i.e. up to cores x wall), and what auto chose.
+
+    python bench/accuracy.py            # 4 folds x 3 strategies, about 40 min on 2 cores
+    python bench/accuracy.py --quick    # 2 folds of 60 clips, 1 epoch: checks the script
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (FSDD, WHISPER_TINY_EN, bench_parser, print_table, quiet_transformers, require_shared,
+                     write_results)
+
+SPEAKERS = ("george", "jackson", "lucas", "nicolas")
+COMMON = dict(max_duration=1.0, seed=42, batch_size=16, gradient_accumulation_steps=1)
+# The fine-tuning recipe of tests/test_real_fsdd.py: short, a higher rate than the guide's, speed perturbation.
+FINETUNE = dict(epochs=5, learning_rate=5e-5, head_learning_rate=5e-5, augment_speed=0.25)
+STRATEGIES = {"probe": dict(strategy="probe"), "finetune": dict(strategy="finetune", **FINETUNE),
+              "auto": dict(strategy="auto", **FINETUNE)}
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, "2 folds of 60 clips, 1 fine-tuning epoch.", "accuracy")
+    args = parser.parse_args()
+    require_shared()
+    quiet_transformers()
+    speakers = SPEAKERS[-2:] if args.quick else SPEAKERS
+    results: dict[str, Any] = {"model": "whisper-tiny.en", "speakers": list(speakers), "settings": COMMON,
+                               "strategies": {name: {**cfg, **({"epochs": 1} if args.quick and "epochs" in cfg
+                                                               else {})} for name, cfg in STRATEGIES.items()},
+                               "folds": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for held_out in speakers:
+            manifest = fold_manifest(Path(tmp) / f"{held_out}.csv", speakers, held_out, 30 if args.quick else None)
+            results["folds"][held_out] = {
+                name: run_fold(manifest, Path(tmp) / f"{held_out}-{name}", settings)
+                for name, settings in results["strategies"].items()}
+    results["summary"] = summarise(results["folds"])
+    show(results)
+    print(f"wrote {write_results('accuracy', results, args.output)}")
+
+
+def fold_manifest(path: Path, speakers: tuple[str, ...], held_out: str, per_speaker: int | None) -> Path:
+    rows = ["path,label,group,split"]
+    for speaker in speakers:
+        clips = sorted(FSDD.glob(f"*_{speaker}_*.wav"))
+        if per_speaker:
+            clips = clips[:: len(clips) // per_speaker][:per_speaker]
+        rows += [f"{clip},{clip.stem.split('_')[0]},{speaker},{'test' if speaker == held_out else 'train'}"
+                 for clip in clips]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def run_fold(manifest: Path, output: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    import audioclf
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    run = audioclf.train(data=str(manifest), model=str(WHISPER_TINY_EN), output=str(output), **COMMON, **settings)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    status = json.loads((run / "run.json").read_text())
+    return {"test_accuracy": status["accuracy"], "validation_accuracy": status["validation_accuracy"],
+            "strategy_used": status["strategy_used"], "reason": status["strategy_reason"],
+            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+
+
+def summarise(folds: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    summary = {}
+    for name in next(iter(folds.values())):
+        runs = [fold[name] for fold in folds.values()]
+        accuracies = [r["test_accuracy"] for r in runs]
+        summary[name] = {"mean_accuracy": round(statistics.mean(accuracies), 4),
+                         "worst_accuracy": round(min(accuracies), 4),
+                         "mean_cpu_min": round(statistics.mean(r["cpu_s"] for r in runs) / 60, 2),
+                         "mean_wall_min": round(statistics.mean(r["wall_s"] for r in runs) / 60, 2)}
+    return summary
+
+
+def show(results: dict[str, Any]) -> None:
+    print(f"leave-one-speaker-out, {results['model']}, FSDD speakers {', '.join(results['speakers'])}")
+    rows = [[name, *(results["folds"][s][name]["test_accuracy"] for s in results["speakers"]),
+             r["mean_accuracy"], r["worst_accuracy"], r["mean_cpu_min"], r["mean_wall_min"]]
+            for name, r in results["summary"].items()]
+    print_table(["strategy", *results["speakers"], "mean", "worst", "CPU min/fold", "wall min/fold"], rows)
+    for speaker in results["speakers"]:
+        auto = results["folds"][speaker]["auto"]
+        print(f"auto on {speaker}: kept {auto['strategy_used']} ({auto['reason']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The `finetune` strategy: the whole model trained by transformers Trainer, the best epoch picked on validation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
+
+from audioclf import runs
+from audioclf.config import TrainConfig
+from audioclf.evaluation import accuracy
+from audioclf.features import pads_to_fixed_length, sampling_rate
+from audioclf.training.augment import Augmenter
+from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
+from audioclf.training.interrupt import StopOnInterrupt
+
+log = logging.getLogger("audioclf")
+
+# Top-level modules that AutoModelForAudioClassification adds on top of a pretrained encoder.
+HEAD_MODULES = {"projector", "classifier", "layer_weights"}
+
+
+@dataclass
+class FineTuned:
+    model: Any
+    seconds: float
+    validation_accuracy: float | None  # of the kept epoch; None without validation clips
+    stopped_by_budget: bool = False
+
+
+def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extractor: Any, train: DecodedClips,
+              validation: DecodedClips, deadline: float | None = None, class_weights: Any = None) -> FineTuned:
+    """Trainer over the whole model. With validation clips, every epoch is scored on them and the best is
+    kept; without, the last. Past `deadline` (time.monotonic()), training stops after the current step."""
+    trainer = _build_trainer(config, run_dir, model, extractor, train, validation, class_weights)
+    budget = TimeBudget(deadline)
+    trainer.add_callback(budget)
+    checkpoint = runs.newest_checkpoint(run_dir) if resume else None
+    if resume:
+        log.info("resuming from %s", checkpoint.name if checkpoint else "the start (no complete checkpoint yet)")
+    with StopOnInterrupt.installed(trainer) as stopper:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None,
+                               ignore_keys_for_eval=["hidden_states", "attentions"])  # a layer-sum head returns them
+    if stopper.stopped:
+        raise runs.TrainingInterrupted(run_dir, trainer.state.global_step)
+    best = trainer.state.best_metric if validation.labels else None
+    return FineTuned(trainer.model, result.metrics["train_runtime"], best, budget.reached)
+
+
+class TimeBudget(TrainerCallback):
+    """Stop after the step that runs past the deadline; the epoch's evaluation and checkpoint still happen,
+    so the best epoch so far is what is kept."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.reached = False
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.deadline is not None and not self.reached and time.monotonic() > self.deadline:
+            self.reached = True
+            control.should_training_stop = True
+            log.warning("--time-budget spent after step %d: stopping fine-tuning, keeping the best epoch so far",
+                        state.global_step)
+        return control
+
+
+def weighted_loss(class_weights: Any) -> Any:
+    """Trainer's compute_loss_func for a class-weighted cross entropy (summed, then divided by the
+    items in the accumulated batch, as Trainer expects of a custom loss)."""
+    import torch
+
+    def loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        weights = class_weights.to(outputs.logits.device)
+        total = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weights, reduction="sum")
+        return total / (num_items_in_batch if num_items_in_batch is not None else len(labels))
+
+    return loss
+
+
+def _build_trainer(config: TrainConfig, run_dir: Path, model: Any, extractor: Any, train: DecodedClips,
+                   validation: DecodedClips, class_weights: Any) -> Any:
+    input_name = extractor.model_input_names[0]
+    has_eval = len(validation.labels) > 0
+    args = TrainingArguments(
+        output_dir=str(run_dir / runs.CHECKPOINT_DIR),
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size or config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.epochs,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        eval_strategy="epoch" if has_eval else "no",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="accuracy" if has_eval else None,
+        save_total_limit=2,
+        seed=config.seed,
+        dataloader_num_workers=config.num_workers,
+        train_sampling_strategy="random" if pads_to_fixed_length(extractor) else "group_by_length",
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=False,  # transformers ties it to its log level, which the CLI lowers
+        dataloader_pin_memory=_cuda_available(),
+        use_cpu=_cpu_processes_launched(),
+    )
+    augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=ClipDataset(train, input_name, augment if augment.active else None),
+        eval_dataset=ClipDataset(validation, input_name) if has_eval else None,
+        data_collator=AudioCollator(extractor, input_name),
+        processing_class=extractor,
+        compute_metrics=accuracy,
+        compute_loss_func=weighted_loss(class_weights) if class_weights is not None else None,
+        optimizer_cls_and_kwargs=optimizer_for(model, config),
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(EpochLineProgress())
+    return trainer
+
+
+def optimizer_for(model: Any, config: TrainConfig) -> tuple[type, dict[str, Any]]:
+    """AdamW with two parameter groups: the pretrained encoder at learning_rate, the new head
+    (projector/classifier/layer weights) at head_learning_rate. Trainer's scheduler scales both."""
+    import torch
+
+    head_rate = config.head_learning_rate or config.learning_rate
+    groups: dict[bool, list[Any]] = {True: [], False: []}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups[name.split(".")[0] in HEAD_MODULES].append(param)
+    params = [
+        {"params": groups[False], "lr": config.learning_rate, "weight_decay": config.weight_decay},
+        {"params": groups[True], "lr": head_rate, "weight_decay": config.weight_decay},
+    ]
+    return torch.optim.AdamW, {"params": [g for g in params if g["params"]], "lr": config.learning_rate}
+
+
+def _epoch_line(logs: dict[str, Any], epoch: float | None, total: float) -> str | None:
+    if "eval_loss" not in logs:
+        return None
+    parts = [f"epoch {epoch:.0f}/{total:g}" if epoch is not None else "eval"]
+    parts.append(f"validation loss {logs['eval_loss']:.4f}")
+    if "eval_accuracy" in logs:
+        parts.append(f"accuracy {logs['eval_accuracy']:.4f}")
+    return "  ".join(parts)
+
+
+class EpochLineProgress(ProgressCallback):
+    """Trainer's progress bars, with one readable line per epoch instead of raw log dicts."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        line = _epoch_line(logs or {}, state.epoch, args.num_train_epochs)
+        if line and state.is_world_process_zero:
+            (self.training_bar.write if self.training_bar is not None else print)(line)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cpu_processes_launched() -> bool:
+    """Under torchrun without CUDA, Trainer runs DDP over gloo only when told to use the CPU."""
+    return not _cuda_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1

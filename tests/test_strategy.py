@@ -1,0 +1,122 @@
+"""#7: three splits, --strategy auto and why it chose, --time-budget, class weights, validation warnings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_tone_folder
+from tiny_models import save_tiny
+
+import audioclf
+from audioclf.evaluation import result_warnings
+from audioclf.sources import DataError, Record, hold_out_validation
+from audioclf.training.dataset import DecodedClips
+from audioclf.training.finetune import weighted_loss
+from audioclf.training.strategy import class_weights
+
+FAST = dict(batch_size=8, gradient_accumulation_steps=1, warmup_ratio=0.0, freeze_feature_encoder=False)
+
+
+def _records(labels: list[str], groups: list[str] | None = None, splits: list[str | None] | None = None):
+    return [Record(audio=f"{i}.wav", name=f"{i}.wav", label=label, group=groups[i] if groups else None,
+                   split=splits[i] if splits else None) for i, label in enumerate(labels)]
+
+
+def test_validation_is_stratified_and_seeded() -> None:
+    train = _records(["a"] * 40 + ["b"] * 4 + ["c"] * 2)
+    kept, validation = hold_out_validation(train, 0.1, seed=0)
+    assert len(validation) == 5 and [r.label for r in validation].count("a") == 4  # 10%, in proportion
+    assert not {r.name for r in kept} & {r.name for r in validation} and len(kept) + len(validation) == 46
+    assert hold_out_validation(train, 0.1, seed=0) == (kept, validation)
+    assert hold_out_validation(train, 0.0, seed=0) == (train, [])
+
+
+def test_validation_keeps_groups_apart_and_explicit_validation_wins() -> None:
+    groups = [f"spk{i % 6}" for i in range(60)]
+    kept, validation = hold_out_validation(_records(["a", "b"] * 30, groups), 0.2, seed=0, group_by=True)
+    assert validation and not {r.group for r in kept} & {r.group for r in validation}
+    splits = ["validation" if i < 4 else "train" for i in range(20)]
+    kept, validation = hold_out_validation(_records(["a", "b"] * 10, splits=splits), 0.5, seed=0)
+    assert [r.name for r in validation] == ["0.wav", "1.wav", "2.wav", "3.wav"] and len(kept) == 16
+
+
+def test_too_little_data_for_validation_says_how_to_go_without() -> None:
+    with pytest.raises(DataError, match="validation-size 0"):
+        hold_out_validation(_records(["a", "b", "c"]), 0.1, seed=0)
+
+
+def test_class_weights_are_inverse_to_frequency_and_enter_the_loss() -> None:
+    weights = class_weights(DecodedClips(labels=[0, 0, 0, 1]), num_labels=3)
+    assert weights.tolist() == pytest.approx([4 / 9, 4 / 3, 0.0])
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 0, 0, 1])
+    loss = weighted_loss(weights)(type("Out", (), {"logits": logits})(), labels, num_items_in_batch=4)
+    per_clip = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    assert float(loss) == pytest.approx(float((per_clip * weights[labels]).sum() / 4), rel=1e-5)
+
+
+def test_validation_near_chance_is_warned() -> None:
+    metrics = {"accuracy": 0.9, "macro_f1": 0.9, "per_class": {"a": {"support": 5}, "b": {"support": 5}}}
+    assert result_warnings(metrics, {"a": 10, "b": 10}) == []
+    warnings = result_warnings(metrics, {"a": 10, "b": 10}, validation=(0.5, {"a": 3, "b": 3}))
+    assert len(warnings) == 1 and warnings[0].startswith("validation accuracy 0.500 is no better than guessing")
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough clips for auto to consider fine-tuning: 30 per label, so over 20 per label train."""
+    return write_tone_folder(tmp_path_factory.mktemp("auto") / "tones", per_label=30, rate=8000)
+
+
+def _status(run: Path) -> dict:
+    return json.loads((run / "run.json").read_text())
+
+
+def test_auto_keeps_the_fine_tuned_model_when_it_scores_better(tones: Path, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="audioclf"):
+        run = audioclf.train(data=str(tones), model=str(save_tiny("wav2vec2", tmp_path / "base")),
+                             output=str(tmp_path / "run"), probe_learning_rate=1e-9, epochs=4,
+                             learning_rate=2e-3, **FAST)  # a probe that cannot move off its random head
+    status = _status(run)
+    tried = status["validation_by_strategy"]
+    assert set(tried) == {"probe", "finetune"}, status["strategy_reason"]  # both were tried
+    assert status["validation_accuracy"] == max(tried.values())  # auto is never worse than the better one
+    assert status["strategy_used"] == "finetune" and tried["finetune"] > tried["probe"]
+    assert "auto: keeping the fine-tuned model" in caplog.text
+    assert status["num_validation_clips"] == 8 and status["num_eval_clips"] == 18
+
+
+def test_auto_restores_the_probe_when_fine_tuning_does_worse(tones: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from audioclf.training import strategy
+
+    # the tones are so easy that auto would keep a perfect probe without fine-tuning: make it try anyway,
+    # at a learning rate where fine-tuning diverges, so the probe must be what is saved
+    monkeypatch.setattr(strategy, "finetune_skip_reason", lambda *args: None)
+    base = save_tiny("wav2vec2", tmp_path / "base")
+    run = audioclf.train(data=str(tones), model=str(base), output=str(tmp_path / "run"), epochs=1,
+                         learning_rate=50.0, **FAST)
+    status = _status(run)
+    assert status["strategy_used"] == "probe", status["strategy_reason"]
+    assert status["validation_by_strategy"]["probe"] > status["validation_by_strategy"]["finetune"]
+    assert status["accuracy"] >= 0.8  # the restored probe, not the diverged model
+    from safetensors.torch import load_file
+
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    encoder = [name for name in before if name.startswith("wav2vec2.encoder.layers.0.")]
+    assert encoder and all(torch.equal(before[name], after[name]) for name in encoder)
+
+
+def test_time_budget_stops_fine_tuning_and_auto_skips_it(tones: Path, tmp_path: Path) -> None:
+    base = str(save_tiny("wav2vec2", tmp_path / "base"))
+    run = audioclf.train(data=str(tones), model=base, output=str(tmp_path / "ft"), strategy="finetune", epochs=5,
+                         time_budget=0.0001, **FAST)
+    state = json.loads(next((run / "checkpoints").glob("checkpoint-*/trainer_state.json")).read_text())
+    assert state["epoch"] < 5 and _status(run)["status"] == "complete"
+    run = audioclf.train(data=str(tones), model=base, output=str(tmp_path / "auto"), time_budget=0.0001,
+                         probe_learning_rate=1e-9, **FAST)  # an imperfect probe, which would be worth fine-tuning
+    assert _status(run)["strategy_used"] == "probe" and "--time-budget" in _status(run)["strategy_reason"]
