@@ -14,8 +14,9 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def run_quick(script: str, output: Path) -> dict:
-    subprocess.run([sys.executable, str(BENCH / script), "--quick", "--output", str(output)], check=True,
-                   capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--output", str(output)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(output.read_text())
 
 

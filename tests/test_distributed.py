@@ -22,7 +22,7 @@ def test_two_processes_train_one_complete_run(tiny_wav2vec2: Path, tmp_path: Pat
     torchrun = Path(sys.executable).parent / "torchrun"
     if not torchrun.exists():
         pytest.skip("torchrun is not installed beside this Python")
-    data = write_tone_folder(tmp_path / "tones", per_label=10)
+    data = write_tone_folder(tmp_path / "tones", per_label=16)
     run = tmp_path / "ddp"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in HYPER.items() if not isinstance(v, bool)]
     command = [str(torchrun), "--standalone", "--nproc_per_node=2", shutil.which("audioclf") or
