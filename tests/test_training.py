@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import write_tone_folder
 from tiny_models import save_tiny
 
@@ -91,6 +92,43 @@ def test_noise_augmentation_hits_the_requested_snr() -> None:
     assert not Augmenter(16000).active
 
 
+def test_time_shift_and_gain_keep_the_clip_and_move_or_scale_it() -> None:
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, 8000).astype(np.float32)
+    shift = Augmenter(16000, max_shift_s=0.25, seed=3)
+    outs = [shift(wave) for _ in range(10)]
+    assert all(len(out) == 8000 + 4000 for out in outs)  # 0.25 s of silence added, split around the clip
+    offsets = [int(np.flatnonzero(out)[0]) for out in outs]
+    assert len(set(offsets)) > 5 and all(np.array_equal(out[o : o + 8000], wave) for out, o in zip(outs, offsets))
+    louder = Augmenter(16000, gain_db=(6.0, 6.0))(wave)
+    np.testing.assert_allclose(louder, wave * 10 ** (6 / 20), rtol=1e-6)
+    assert Augmenter(16000, gain_db=(-3.0, 3.0)).active and Augmenter(16000, max_shift_s=0.1).active
+
+
+def test_spectrogram_time_masks_only_while_training() -> None:
+    from audioclf.training.augment import MASK_WIDTH, SpectrogramTimeMask
+
+    torch.manual_seed(0)
+    features = torch.randn(4, 80, 100)  # Whisper: (batch, mel bins, time)
+    module = torch.nn.Linear(1, 1)
+    mask = SpectrogramTimeMask(0.2, "input_features", time_axis=-1)
+    _, kwargs = mask(module, (), {"input_features": features})
+    changed = (kwargs["input_features"] != features).all(dim=1)  # whole frames (every bin) replaced
+    assert changed.any(1).all() and (changed.sum(1) <= 2 * MASK_WIDTH).all()
+    assert torch.equal(kwargs["input_features"][~changed.unsqueeze(1).expand_as(features)],
+                       features[~changed.unsqueeze(1).expand_as(features)])
+    module.eval()
+    assert mask(module, (), {"input_features": features}) is None
+
+
+def test_spec_augment_uses_the_models_own_masking_where_it_has_one(tmp_path: Path) -> None:
+    from audioclf.training.augment import enable_spec_augment
+
+    wav2vec2 = load_for_training(str(save_tiny("wav2vec2", tmp_path / "w")), ["a", "b"])
+    assert enable_spec_augment(wav2vec2, 0.3) == "model config" and wav2vec2.config.mask_time_prob == 0.3
+    whisper = load_for_training(str(save_tiny("whisper", tmp_path / "s")), ["a", "b"])
+    assert enable_spec_augment(whisper, 0.3) == "spectrogram masks" and whisper._forward_pre_hooks
+
+
 def test_noise_snr_must_be_a_range() -> None:
     from audioclf.config import ConfigError
 
@@ -113,3 +151,17 @@ def test_bad_clip_fraction_limit() -> None:
     check_bad_clips(bad, 100, 0.01)  # 1% is allowed
     with pytest.raises(TooManyBadClips, match="a.wav: empty clip"):
         check_bad_clips(bad, 50, 0.01)
+
+
+def test_fine_tuning_with_every_augmentation_on_a_spectrogram_model(tmp_path: Path) -> None:
+    import json
+
+    import audioclf
+
+    data = write_tone_folder(tmp_path / "tones", per_label=6)
+    run = audioclf.train(data=str(data), model=str(save_tiny("whisper", tmp_path / "base")), output=str(tmp_path / "run"),
+                         strategy="finetune", epochs=2, batch_size=4, gradient_accumulation_steps=1,
+                         spec_augment=0.2, augment_shift=0.1, augment_gain="-6:6", augment_speed=0.1,
+                         augment_noise_snr="10:30", validation_size=0)
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    assert not audioclf.Classifier.load(run).model._forward_pre_hooks  # the training-only masks are not saved

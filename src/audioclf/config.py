@@ -76,6 +76,14 @@ class TrainConfig:
     )
     augment_speed: float = _opt(0.0, "Speed perturbation while training: up to this fraction faster/slower (0: off).")
     augment_noise_snr: str | None = _opt(None, "Background noise while training at a random SNR in LOW:HIGH dB.")
+    augment_gain: str | None = _opt(None, "Random gain while training in LOW:HIGH dB, e.g. -6:6.")
+    augment_shift: float = _opt(0.0, "Time shift while training: each clip placed at a random offset in this many "
+                                "seconds of added silence (0: off).")
+    spec_augment: float | None = _opt(
+        None, "SpecAugment while fine-tuning: the fraction of time steps masked (the wav2vec2 family's own "
+        "mask_time_prob, else masks on the input spectrogram; 0: off; default: the checkpoint's own, 0.05 for "
+        "wav2vec2-style models, off for Whisper and AST)."
+    )
     batch_size: int = _opt(32, "Clips per training step per device.")
     eval_batch_size: int | None = _opt(None, "Clips per evaluation step (default: batch_size).")
     gradient_accumulation_steps: int = _opt(4, "Steps whose gradients are summed before an update.")
@@ -112,6 +120,10 @@ class TrainConfig:
         )
         _require(0 <= self.augment_speed < 0.5, "augment_speed", self.augment_speed, "a fraction in [0, 0.5)")
         self.noise_snr_range()
+        parse_db_range(self.augment_gain, "augment_gain")
+        _require(0 <= self.augment_shift <= 5, "augment_shift", self.augment_shift, "seconds in [0, 5]")
+        _require(self.spec_augment is None or 0 <= self.spec_augment < 1, "spec_augment", self.spec_augment,
+                 "a fraction in [0, 1)")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _require(
             self.eval_batch_size is None or self.eval_batch_size >= 1,

@@ -1,8 +1,9 @@
-"""Training-time augmentation of decoded waveforms (speed perturbation, background noise), per item per epoch."""
+"""Training-time augmentation of decoded waveforms (speed, time shift, gain, background noise), per item per epoch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import soxr
@@ -13,25 +14,80 @@ from audioclf.audio import add_noise
 @dataclass
 class Augmenter:
     """Speed perturbation (up to `max_speed_change` faster or slower, pitch moving with it, as in the
-    Kaldi recipe: it imitates other speakers' rate and vocal-tract length), then noise at a random SNR
-    in `noise_snr` dB (None: no noise)."""
+    Kaldi recipe: it imitates other speakers' rate and vocal-tract length); a time shift (the clip placed
+    at a random offset in `max_shift_s` seconds of added silence, split between start and end); a gain
+    drawn in `gain_db`; then noise at a random SNR in `noise_snr` dB. None or 0 turns each off."""
 
     rate: int
     max_speed_change: float = 0.0
     noise_snr: tuple[float, float] | None = None
     seed: int = 0
+    gain_db: tuple[float, float] | None = None
+    max_shift_s: float = 0.0
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
 
     @property
     def active(self) -> bool:
-        return self.max_speed_change > 0 or self.noise_snr is not None
+        return (self.max_speed_change > 0 or self.noise_snr is not None or self.gain_db is not None
+                or self.max_shift_s > 0)
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
         if self.max_speed_change > 0:
             factor = float(self._rng.uniform(1 - self.max_speed_change, 1 + self.max_speed_change))
             wave = soxr.resample(wave, self.rate * factor, self.rate).astype(np.float32, copy=False)
+        if self.max_shift_s > 0:
+            silence = int(round(self.max_shift_s * self.rate))
+            before = int(self._rng.integers(0, silence + 1))
+            wave = np.pad(wave, (before, silence - before))
+        if self.gain_db is not None:
+            wave = (wave * 10 ** (float(self._rng.uniform(*self.gain_db)) / 20)).astype(np.float32)
         if self.noise_snr is not None:
             wave = add_noise(wave, float(self._rng.uniform(*self.noise_snr)), self._rng)
         return wave
+
+
+MASK_WIDTH = 10  # frames per SpecAugment time mask, wav2vec2's mask_time_length default
+
+
+def enable_spec_augment(model: Any, mask_time_prob: float) -> str:
+    """SpecAugment while training: through the model config's own time masking where the architecture
+    implements it (the wav2vec2 family masks its hidden states), else by masking the spectrogram the model
+    is given (Whisper and AST classifiers ignore masking options). Returns which of the two it used."""
+    if any(hasattr(module, "_mask_hidden_states") for module in model.modules()):
+        model.config.mask_time_prob = mask_time_prob
+        return "model config"
+    if mask_time_prob > 0:
+        # Written by hand: transformers' Whisper applies SpecAugment only in WhisperModel, which the
+        # classification head does not use, and AST has none.
+        model.register_forward_pre_hook(SpectrogramTimeMask(mask_time_prob, model.main_input_name,
+                                                            time_axis=-1 if model.config.model_type == "whisper"
+                                                            else 1), with_kwargs=True)
+    return "spectrogram masks"
+
+
+@dataclass
+class SpectrogramTimeMask:
+    """A forward pre-hook that, in training mode only, sets about `prob` of the input spectrogram's time
+    frames (in masks of MASK_WIDTH) to each clip's mean."""
+
+    prob: float
+    input_name: str
+    time_axis: int
+
+    def __call__(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dict] | None:
+        import torch
+
+        features = kwargs.get(self.input_name)
+        if not module.training or features is None or features.dim() != 3:
+            return None
+        features = features.movedim(self.time_axis, 1).clone()  # (batch, time, bins)
+        frames = features.shape[1]
+        masks = max(1, round(self.prob * frames / MASK_WIDTH))
+        starts = torch.randint(0, max(1, frames - MASK_WIDTH), (features.shape[0], masks))
+        steps = torch.arange(frames)
+        masked = ((steps[None, None, :] >= starts[..., None]) & (steps < starts[..., None] + MASK_WIDTH)).any(1)
+        mean = features.mean(dim=(1, 2), keepdim=True).expand_as(features)
+        features[masked] = mean[masked]
+        return args, {**kwargs, self.input_name: features.movedim(1, self.time_axis)}

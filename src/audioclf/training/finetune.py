@@ -12,7 +12,7 @@ from typing import Any
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 
 from audioclf import runs
-from audioclf.config import TrainConfig
+from audioclf.config import TrainConfig, parse_db_range
 from audioclf.evaluation import accuracy
 from audioclf.features import pads_to_fixed_length, sampling_rate
 from audioclf.training.augment import Augmenter
@@ -110,7 +110,8 @@ def _build_trainer(config: TrainConfig, run_dir: Path, model: Any, extractor: An
         dataloader_pin_memory=_cuda_available(),
         use_cpu=_cpu_processes_launched(),
     )
-    augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed)
+    augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
+                        parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift)
     trainer = Trainer(
         model=model,
         args=args,

@@ -23,6 +23,7 @@ from audioclf.models import (
 )
 from audioclf.sources import LoadedData, hold_out_validation, load_data, split_records
 from audioclf.sources.records import DataError
+from audioclf.training.augment import enable_spec_augment
 from audioclf.training.cache import default_cache_dir
 from audioclf.training.dataset import DecodedClips, decode_records
 from audioclf.training.strategy import Outcome, run_strategy
@@ -140,6 +141,9 @@ def _prepare_model(config: TrainConfig, label_names: list[str], extractor: Any, 
         shorten_whisper_context(model, extractor, whisper_context_seconds(longest_s, config.max_duration))
     if config.freeze_feature_encoder and freeze_feature_encoder(model):
         log.info("feature encoder frozen")
+    if config.spec_augment is not None:
+        log.info("SpecAugment %.2f through the %s", config.spec_augment,
+                 enable_spec_augment(model, config.spec_augment))
     return model
 
 
