@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/serve_load.py $(BENCH_FLAGS)
 	$(PY) bench/memory.py $(BENCH_FLAGS)
 	$(PY) bench/accuracy.py $(BENCH_FLAGS)
+	$(PY) bench/accuracy_synth.py $(BENCH_FLAGS)
 
 # The whole product offline: synthesize spoken banking intents, train, evaluate on unseen voices.
 demo: $(STAMP)

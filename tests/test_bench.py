@@ -82,3 +82,10 @@ def test_accuracy_quick_writes_results(tmp_path: Path) -> None:
     for name, summary in results["summary"].items():
         accuracies = [fold[name]["test_accuracy"] for fold in results["folds"].values()]
         assert summary["worst_accuracy"] == min(accuracies)
+
+
+def test_accuracy_synth_quick_writes_results(tmp_path: Path) -> None:
+    results = run_quick("accuracy_synth.py", tmp_path / "accuracy_synth.json")
+    assert results["voices"] == 4 and results["strategy_used"] == "finetune"  # from scratch: nothing to probe
+    assert results["num_test_clips"] == 14 * 4 and 0 <= results["test_accuracy"] <= 1
+    assert results["training"]["cpu_s"] > 0 and results["synthesis"]["wall_s"] > 0

@@ -120,3 +120,18 @@ def test_time_budget_stops_fine_tuning_and_auto_skips_it(tones: Path, tmp_path: 
     run = audioclf.train(data=str(tones), model=base, output=str(tmp_path / "auto"), time_budget=0.0001,
                          probe_learning_rate=1e-9, **FAST)  # an imperfect probe, which would be worth fine-tuning
     assert _status(run)["strategy_used"] == "probe" and "--time-budget" in _status(run)["strategy_reason"]
+
+
+def test_auto_compares_exact_validation_scores_and_ties_keep_the_probe(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path, tones: Path) -> None:
+    from audioclf.training import probe, strategy
+    from audioclf.training.finetune import FineTuned
+
+    # 149/150 right for both: a probe score rounded to 0.9933 once lost to fine-tuning's 0.99333
+    monkeypatch.setattr(strategy, "finetune_skip_reason", lambda *args: None)
+    monkeypatch.setattr(probe, "_accuracy", lambda *args: 149 / 150)
+    monkeypatch.setattr(strategy, "fine_tune", lambda config, run_dir, resume, model, *rest: FineTuned(
+        model, 1.0, 149 / 150))
+    run = audioclf.train(data=str(tones), model=str(save_tiny("wav2vec2", tmp_path / "base")),
+                         output=str(tmp_path / "run"), **FAST)
+    assert _status(run)["strategy_used"] == "probe"

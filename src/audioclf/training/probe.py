@@ -116,9 +116,9 @@ class Probe:
         states, labels = self.train
         if with_validation and self.validation is not None:
             states, labels = torch.cat([states, self.validation[0]]), torch.cat([labels, self.validation[1]])
-        figures = {"train_accuracy": round(_fit_head(model, states, labels, self.settings), 4)}
+        figures = {"train_accuracy": _fit_head(model, states, labels, self.settings)}
         if self.validation is not None and not with_validation:
-            figures["validation_accuracy"] = round(_accuracy(model, *self.validation), 4)
+            figures["validation_accuracy"] = _accuracy(model, *self.validation)  # unrounded: auto compares it
         figures["head_s"] = round(time.perf_counter() - start, 2)
         log.info("probe: head %d epochs on %d clips in %.1f s (encoder pass %.1f s), %s", self.settings.epochs,
                  len(labels), figures["head_s"], self.encode_s,
