@@ -30,7 +30,6 @@ class FineTuned:
     model: Any
     seconds: float
     validation_accuracy: float | None  # of the kept epoch; None without validation clips
-    stopped_by_budget: bool = False
 
 
 def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extractor: Any, train: DecodedClips,
@@ -38,8 +37,7 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     """Trainer over the whole model. With validation clips, every epoch is scored on them and the best is
     kept; without, the last. Past `deadline` (time.monotonic()), training stops after the current step."""
     trainer = _build_trainer(config, run_dir, model, extractor, train, validation, class_weights)
-    budget = TimeBudget(deadline)
-    trainer.add_callback(budget)
+    trainer.add_callback(TimeBudget(deadline))
     checkpoint = runs.newest_checkpoint(run_dir) if resume else None
     if resume:
         log.info("resuming from %s", checkpoint.name if checkpoint else "the start (no complete checkpoint yet)")
@@ -49,7 +47,7 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     if stopper.stopped:
         raise runs.TrainingInterrupted(run_dir, trainer.state.global_step)
     best = trainer.state.best_metric if validation.labels else None
-    return FineTuned(trainer.model, result.metrics["train_runtime"], best, budget.reached)
+    return FineTuned(trainer.model, result.metrics["train_runtime"], best)
 
 
 class TimeBudget(TrainerCallback):
