@@ -6,6 +6,8 @@ process, i.e. up to cores x wall), and what auto chose.
 
     python bench/accuracy.py            # 4 folds x 3 strategies, about 40 min on 2 cores
     python bench/accuracy.py --quick    # 2 folds of 40 clips per speaker, 1 epoch: checks the script
+    python bench/accuracy.py --folds nicolas --strategies finetune --set spec_augment=0.1 --output x.json
+                                        # one variant on one fold (--set takes any TrainConfig key)
 """
 
 from __future__ import annotations
@@ -30,16 +32,21 @@ STRATEGIES = {"probe": dict(strategy="probe"), "finetune": dict(strategy="finetu
 
 def main() -> None:
     parser = bench_parser(__doc__, "2 folds of 40 clips per speaker, 1 fine-tuning epoch.", "accuracy")
+    parser.add_argument("--folds", nargs="+", choices=SPEAKERS, help="Held-out speakers to run (default: all).")
+    parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES))
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="TrainConfig values added to every strategy's run, e.g. spec_augment=0.1.")
     args = parser.parse_args()
     require_shared()
     quiet_transformers()
     speakers = SPEAKERS[-2:] if args.quick else SPEAKERS
+    extra = dict(item.split("=", 1) for item in args.set)
+    strategies = {name: {**STRATEGIES[name], **extra, **({"epochs": 1} if args.quick and name != "probe" else {})}
+                  for name in args.strategies}
     results: dict[str, Any] = {"model": "whisper-tiny.en", "speakers": list(speakers), "settings": COMMON,
-                               "strategies": {name: {**cfg, **({"epochs": 1} if args.quick and "epochs" in cfg
-                                                               else {})} for name, cfg in STRATEGIES.items()},
-                               "folds": {}}
+                               "extra_settings": extra, "strategies": strategies, "folds": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for held_out in speakers:
+        for held_out in args.folds or speakers:
             manifest = fold_manifest(Path(tmp) / f"{held_out}.csv", speakers, held_out, 4 if args.quick else None)
             results["folds"][held_out] = {
                 name: run_fold(manifest, Path(tmp) / f"{held_out}-{name}", settings)
@@ -65,7 +72,7 @@ def run_fold(manifest: Path, output: Path, settings: dict[str, Any]) -> dict[str
     import audioclf
 
     wall, cpu = time.perf_counter(), time.process_time()
-    run = audioclf.train(data=str(manifest), model=str(WHISPER_TINY_EN), output=str(output), **COMMON, **settings)
+    run = audioclf.train(data=str(manifest), model=str(WHISPER_TINY_EN), output=str(output), **{**COMMON, **settings})
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     status = json.loads((run / "run.json").read_text())
     return {"test_accuracy": status["accuracy"], "validation_accuracy": status["validation_accuracy"],
@@ -86,14 +93,16 @@ def summarise(folds: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str
 
 
 def show(results: dict[str, Any]) -> None:
-    print(f"leave-one-speaker-out, {results['model']}, FSDD speakers {', '.join(results['speakers'])}")
-    rows = [[name, *(results["folds"][s][name]["test_accuracy"] for s in results["speakers"]),
+    extra = f", with {results['extra_settings']}" if results["extra_settings"] else ""
+    print(f"leave-one-speaker-out, {results['model']}, FSDD speakers {', '.join(results['speakers'])}{extra}")
+    folds = list(results["folds"])
+    rows = [[name, *(results["folds"][s][name]["test_accuracy"] for s in folds),
              r["mean_accuracy"], r["worst_accuracy"], r["mean_cpu_min"], r["mean_wall_min"]]
             for name, r in results["summary"].items()]
-    print_table(["strategy", *results["speakers"], "mean", "worst", "CPU min/fold", "wall min/fold"], rows)
-    for speaker in results["speakers"]:
-        auto = results["folds"][speaker]["auto"]
-        print(f"auto on {speaker}: kept {auto['strategy_used']} ({auto['reason']})")
+    print_table(["strategy", *folds, "mean", "worst", "CPU min/fold", "wall min/fold"], rows)
+    for speaker, fold in results["folds"].items():
+        if "auto" in fold:
+            print(f"auto on {speaker}: kept {fold['auto']['strategy_used']} ({fold['auto']['reason']})")
 
 
 if __name__ == "__main__":
