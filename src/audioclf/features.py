@@ -38,12 +38,15 @@ def padding_changes_output(extractor: FeatureExtractionMixin) -> bool:
     return not pads_to_fixed_length(extractor) and not getattr(extractor, "return_attention_mask", False)
 
 
-def extract_features(extractor: FeatureExtractionMixin, waves: Sequence[np.ndarray]) -> BatchFeature:
-    """Turn 1-D float32 waveforms at the extractor's rate into one padded batch of model inputs."""
+def extract_features(extractor: FeatureExtractionMixin, waves: Sequence[np.ndarray],
+                     attention_mask: bool | None = None) -> BatchFeature:
+    """Turn 1-D float32 waveforms at the extractor's rate into one padded batch of model inputs, with an
+    attention mask where the extractor gives one by default or `attention_mask` asks for it."""
     kwargs: dict[str, Any] = {"sampling_rate": sampling_rate(extractor), "return_tensors": "pt"}
     if not pads_to_fixed_length(extractor):
         kwargs["padding"] = True  # dynamic padding to the batch's longest clip
-        kwargs["return_attention_mask"] = bool(getattr(extractor, "return_attention_mask", False))
+        default = bool(getattr(extractor, "return_attention_mask", False))
+        kwargs["return_attention_mask"] = default if attention_mask is None else attention_mask
     return extractor(list(waves), **kwargs)
 
 

@@ -8,8 +8,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from audioclf.audio import AudioSource, load_audio
-from audioclf.features import extract_features, load_feature_extractor, padding_changes_output
+from audioclf.features import load_feature_extractor, padding_changes_output
 from audioclf.features import sampling_rate as extractor_rate
+from audioclf.inference.exact_batching import per_clip_encoder_needed, run_batch
 
 Prediction = list[dict[str, Any]]
 
@@ -28,7 +29,8 @@ class Classifier:
         self.max_duration = max_duration
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.rate = extractor_rate(extractor)
-        self._equal_lengths_only = padding_changes_output(extractor)
+        self._per_clip_encoder = per_clip_encoder_needed(model, extractor)
+        self._equal_lengths_only = padding_changes_output(extractor) and not self._per_clip_encoder
 
     @classmethod
     def load(cls, path: str | Path, trust_remote_code: bool = False) -> Classifier:
@@ -81,9 +83,8 @@ class Classifier:
         batches = plan_batches(lengths, batch_size, self._equal_lengths_only)
         with torch.inference_mode():
             for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress):
-                features = extract_features(self.extractor, [waves[i] for i in batch])
-                logits = self.model(**features).logits
-                out[batch] = torch.softmax(logits.float(), dim=-1).numpy()
+                outputs, _ = run_batch(self.model, self.extractor, [waves[i] for i in batch], self._per_clip_encoder)
+                out[batch] = torch.softmax(outputs.logits.float(), dim=-1).numpy()
         return out
 
     def top_labels(self, scores: np.ndarray, top_k: int) -> Prediction:

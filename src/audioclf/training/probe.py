@@ -3,7 +3,7 @@ train the model's own head (weighted layer sum -> projector -> mean -> classifie
 
 Exact, not an approximation: the projector is affine, so the mean over frames of projected states equals
 the projected mean of the states. Clips are pooled over exactly the frames the model itself pools (all
-frames of a Whisper context; each clip alone, never zero-padded, for the wav2vec2 family), so the saved
+frames of a Whisper context; each clip's own frames, under its attention mask, for the wav2vec2 family), so the saved
 folder is a stock transformers model whose scores equal the head's. Written by hand: transformers has
 no linear-probe trainer for its audio heads.
 """
@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from audioclf.config import ConfigError
-from audioclf.features import extract_features
+from audioclf.features import pads_to_fixed_length
 from audioclf.inference.classifier import plan_batches
+from audioclf.inference.exact_batching import per_clip_encoder_needed, run_batch
 from audioclf.training.dataset import DecodedClips
 
 log = logging.getLogger("audioclf")
@@ -42,18 +43,33 @@ def pooled_layer_states(model: Any, extractor: Any, clips: DecodedClips, batch_s
     from tqdm.auto import tqdm
 
     out: np.ndarray | None = None
-    batches = plan_batches(clips.lengths, batch_size, equal_lengths_only=True)
+    fixed_length = pads_to_fixed_length(extractor)
+    per_clip_encoder = per_clip_encoder_needed(model, extractor)
+    batches = plan_batches(clips.lengths, batch_size, equal_lengths_only=not (fixed_length or per_clip_encoder))
     with torch.inference_mode():
         for batch in tqdm(batches, desc=desc, unit="batch", disable=len(batches) < 5):
-            features = extract_features(extractor, [clips.waves[i] for i in batch])
-            features.pop("attention_mask", None)  # equal lengths: nothing is padded
-            states = model(**features, output_hidden_states=True).hidden_states
-            pooled = torch.stack([layer.float().mean(dim=1) for layer in states], dim=1).numpy()
+            outputs, features = run_batch(model, extractor, [clips.waves[i] for i in batch], per_clip_encoder,
+                                          output_hidden_states=True)
+            frames = None if fixed_length else _frame_mask(model, features, outputs.hidden_states[0].shape[1])
+            pooled = torch.stack([_mean_over_frames(layer.float(), frames) for layer in outputs.hidden_states], dim=1)
             if out is None:
                 out = np.zeros((len(clips.lengths), *pooled.shape[1:]), dtype=np.float32)
-            out[batch] = pooled
+            out[batch] = pooled.numpy()
     assert out is not None, "no clips to encode"
     return out
+
+
+def _frame_mask(model: Any, features: Any, frames: int) -> Any:
+    """Which hidden-state frames are the clip's own (None: all are), as the model's head computes it."""
+    mask = features.get("attention_mask")
+    return None if mask is None else model._get_feature_vector_attention_mask(frames, mask)
+
+
+def _mean_over_frames(states: Any, frames: Any) -> Any:
+    if frames is None:
+        return states.mean(dim=1)
+    weights = frames.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(dim=1) / weights.sum(dim=1)
 
 
 def head_logits(model: Any, pooled: Any) -> Any:
