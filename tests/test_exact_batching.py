@@ -1,4 +1,4 @@
-"""Exact batching of group-norm checkpoints: per-clip feature encoder + attention mask = scores one clip at a time."""
+"""Exact batching of group-norm checkpoints: length-aware first norm + attention mask = scores one clip at a time."""
 
 from __future__ import annotations
 
@@ -24,18 +24,18 @@ def _waves(seed: int = 3) -> list[np.ndarray]:
 
 
 def _one_by_one(model, extractor, waves, **kwargs):
-    return [run_batch(model, extractor, [wave], per_clip_encoder=False, **kwargs)[0] for wave in waves]
+    return [run_batch(model, extractor, [wave], length_aware_encoder=False, **kwargs)[0] for wave in waves]
 
 
 @pytest.mark.parametrize("kind", EXACT_WITH_MASK)
-def test_per_clip_encoder_batches_give_one_clip_scores(kind: str, tmp_path: Path) -> None:
+def test_length_aware_encoder_batches_give_one_clip_scores(kind: str, tmp_path: Path) -> None:
     clf = Classifier.load(save_tiny(kind, tmp_path / kind))
     model, extractor, waves = clf.model, clf.extractor, _waves()
     assert supports_exact_batching(model)
     with torch.inference_mode():
         alone = torch.cat([out.logits for out in _one_by_one(model, extractor, waves)])
-        exact = run_batch(model, extractor, waves, per_clip_encoder=True)[0].logits
-        padded = run_batch(model, extractor, waves, per_clip_encoder=False)[0].logits
+        exact = run_batch(model, extractor, waves, length_aware_encoder=True)[0].logits
+        padded = run_batch(model, extractor, waves, length_aware_encoder=False)[0].logits
     np.testing.assert_allclose(exact.numpy(), alone.numpy(), atol=1e-5)
     assert not np.allclose(padded.numpy(), alone.numpy(), atol=1e-5)  # plain zero padding does change scores
     assert "forward" not in vars(model.base_model.feature_extractor)  # the stand-in is gone after the batch
@@ -53,7 +53,7 @@ def test_classifier_batches_unequal_lengths_exactly(tiny_wav2vec2: Path) -> None
 
 
 def test_unsupported_types_keep_equal_length_batches(tmp_path: Path) -> None:
-    """SEW's squeeze pooling mixes a clip's last frames with padding: no per-clip encoder there."""
+    """SEW's squeeze pooling mixes a clip's last frames with padding: no length-aware encoder there."""
     clf = Classifier.load(save_tiny("sew", tmp_path / "sew"))
     assert not supports_exact_batching(clf.model) and clf._equal_lengths_only
 

@@ -29,11 +29,13 @@ def exported(trained_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
 
 
 def test_onnx_scores_equal_the_torch_model(trained_run: tuple[Path, Path], exported: Path) -> None:
-    """A wav2vec2-base-style model: dynamic batch and length, clips of several lengths."""
+    """A wav2vec2-base-style model: dynamic batch and length, clips of several lengths batched together
+    (the graph takes an attention mask and normalizes each clip's first layer over its own frames)."""
     clips = sorted(trained_run[1].rglob("*.wav"))
     assert isinstance(Classifier.load(exported).model, OnnxModel)
     np.testing.assert_allclose(scores_on(exported, clips), scores_on(trained_run[0], clips), atol=1e-4)
-    assert json.loads((exported / "onnx.json").read_text())["inputs"] == ["input_values"]
+    assert json.loads((exported / "onnx.json").read_text())["inputs"] == ["input_values", "attention_mask"]
+    assert not Classifier.load(exported)._equal_lengths_only
     assert Classifier.load(exported).labels == Classifier.load(trained_run[0]).labels
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from audioclf.audio import AudioSource, load_audio
 from audioclf.features import load_feature_extractor, padding_changes_output
 from audioclf.features import sampling_rate as extractor_rate
-from audioclf.inference.exact_batching import per_clip_encoder_needed, run_batch
+from audioclf.inference.exact_batching import length_aware_encoder_needed, run_batch
 
 Prediction = list[dict[str, Any]]
 
@@ -29,8 +29,8 @@ class Classifier:
         self.max_duration = max_duration
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.rate = extractor_rate(extractor)
-        self._per_clip_encoder = per_clip_encoder_needed(model, extractor)
-        self._equal_lengths_only = padding_changes_output(extractor) and not self._per_clip_encoder
+        self.uses_length_aware_encoder = length_aware_encoder_needed(model, extractor)
+        self._equal_lengths_only = padding_changes_output(extractor) and not self.uses_length_aware_encoder
 
     @classmethod
     def load(cls, path: str | Path, trust_remote_code: bool = False) -> Classifier:
@@ -83,7 +83,8 @@ class Classifier:
         batches = plan_batches(lengths, batch_size, self._equal_lengths_only)
         with torch.inference_mode():
             for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress):
-                outputs, _ = run_batch(self.model, self.extractor, [waves[i] for i in batch], self._per_clip_encoder)
+                outputs, _ = run_batch(self.model, self.extractor, [waves[i] for i in batch],
+                                       self.uses_length_aware_encoder)
                 out[batch] = torch.softmax(outputs.logits.float(), dim=-1).numpy()
         return out
 

@@ -1,71 +1,96 @@
-"""Exact batching for wav2vec2-base-style checkpoints: the convolutional feature encoder runs on each clip
-alone, everything after it runs batched with an attention mask, and the scores equal one-clip-at-a-time.
+"""Exact batching for wav2vec2-base-style checkpoints: the first convolution's group norm is taken over
+each clip's own frames, the rest of the model runs under an attention mask, and the scores equal
+one-clip-at-a-time, in PyTorch and in the ONNX export alike.
 
 Why by hand: in these checkpoints (`feat_extract_norm="group"`) the first convolution's group norm spans
 the whole input, so zero padding changes every frame, and transformers offers no way to pad them exactly.
-Only that norm needs the clip alone: the convolutions have no padding, so real frames never see padded
-samples, and after the encoder the model's own code masks padded frames (positional convolution,
-attention, the head's mean pooling). The transformer, most of the compute, then runs batched.
+Only that norm needs the clip's length: the convolutions have no padding, so real frames never see
+padded samples, and after the feature encoder the model's own code masks padded frames (positional
+convolution, attention, the head's mean pooling).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 # Model types whose code after the feature encoder masks padded frames exactly (tests/test_exact_batching.py
 # checks each). SEW is left out: its squeeze pooling averages a clip's last frames with padding.
 EXACT_WITH_MASK = ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")
 
 
-class _PerClipForward:
-    """Stands in for a feature encoder's `forward`: each batch row is encoded from its own samples, and
-    the frames are zero-padded to the longest row's."""
+class _LengthAwareEncoderForward:
+    """Stands in for a feature encoder's `forward`: the first layer's group norm (one group per channel)
+    is computed over each row's own frames only; the other layers run as they are."""
 
-    def __init__(self, plain: Callable[[Any], Any], lengths: Sequence[int]) -> None:
-        self.plain = plain
+    def __init__(self, encoder: Any, lengths: Any) -> None:
+        self.encoder = encoder
         self.lengths = lengths
 
     def __call__(self, input_values: Any) -> Any:
-        import torch
-        import torch.nn.functional as F
+        first, *rest = self.encoder.conv_layers
+        hidden = _masked_group_norm_layer(first, input_values[:, None], self.lengths)
+        for layer in rest:
+            hidden = layer(hidden)
+        return hidden
 
-        frames = [self.plain(input_values[row:row + 1, :length]) for row, length in enumerate(self.lengths)]
-        longest = max(f.shape[-1] for f in frames)
-        return torch.cat([F.pad(f, (0, longest - f.shape[-1])) for f in frames])
+
+def _masked_group_norm_layer(layer: Any, samples: Any, lengths: Any) -> Any:
+    """conv -> group norm over the frames that see only real samples -> activation."""
+    import torch
+
+    frames = layer.conv(samples)
+    kernel, stride = layer.conv.kernel_size[0], layer.conv.stride[0]
+    valid = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    mask = (torch.arange(frames.shape[-1], device=frames.device)[None, :] < valid[:, None]).to(frames.dtype)
+    mask = mask[:, None, :]
+    count = mask.sum(dim=-1, keepdim=True)
+    mean = (frames * mask).sum(dim=-1, keepdim=True) / count
+    variance = (((frames - mean) * mask) ** 2).sum(dim=-1, keepdim=True) / count
+    norm = layer.layer_norm
+    normed = (frames - mean) / torch.sqrt(variance + norm.eps)
+    return layer.activation(normed * norm.weight[None, :, None] + norm.bias[None, :, None])
 
 
 def supports_exact_batching(model: Any) -> bool:
     """True for a PyTorch group-norm model of a type whose code masks padded frames (see module doc)."""
+    import torch
+
     config = getattr(model, "config", None)
-    return (getattr(config, "feat_extract_norm", None) == "group" and config.model_type in EXACT_WITH_MASK
-            and hasattr(getattr(model, "base_model", None), "feature_extractor"))
+    if getattr(config, "feat_extract_norm", None) != "group" or config.model_type not in EXACT_WITH_MASK:
+        return False
+    encoder = getattr(getattr(model, "base_model", None), "feature_extractor", None)
+    norm = getattr(encoder.conv_layers[0], "layer_norm", None) if encoder is not None else None
+    return isinstance(norm, torch.nn.GroupNorm) and norm.num_groups == norm.num_channels
 
 
 @contextmanager
-def clip_lengths(model: Any, lengths: Sequence[int]) -> Iterator[None]:
-    """Within this block, `model`'s feature encoder encodes batch row i from its first `lengths[i]` samples
-    alone (pass the model an attention mask too). Not thread-safe: one batch at a time per model."""
+def clip_lengths(model: Any, lengths: Any) -> Iterator[None]:
+    """Within this block, `model`'s feature encoder treats batch row i as its first `lengths[i]` samples
+    (a sequence or a tensor; pass the model an attention mask too). Not thread-safe: one batch at a time."""
+    import torch
+
     encoder = model.base_model.feature_extractor
-    encoder.forward = _PerClipForward(encoder.forward, list(lengths))
+    encoder.forward = _LengthAwareEncoderForward(encoder, torch.as_tensor(lengths))
     try:
         yield
     finally:
         del encoder.forward  # the class's own forward again; weights and state dict were never touched
 
 
-def per_clip_encoder_needed(model: Any, extractor: Any) -> bool:
-    """True where padding would change the output and the per-clip encoder makes batching exact."""
+def length_aware_encoder_needed(model: Any, extractor: Any) -> bool:
+    """True where padding would change the output and the length-aware first norm makes batching exact."""
     from audioclf.features import padding_changes_output
 
     return padding_changes_output(extractor) and supports_exact_batching(model)
 
 
-def run_batch(model: Any, extractor: Any, waves: Sequence[Any], per_clip_encoder: bool, **kwargs: Any) -> tuple[Any, Any]:
+def run_batch(model: Any, extractor: Any, waves: Sequence[Any], length_aware_encoder: bool,
+              **kwargs: Any) -> tuple[Any, Any]:
     """The model's outputs on one batch of waveforms (`kwargs` go to the model), and the features it got."""
     from audioclf.features import extract_features
 
-    if not per_clip_encoder:
+    if not length_aware_encoder:
         features = extract_features(extractor, waves)
         return model(**features, **kwargs), features
     features = extract_features(extractor, waves, attention_mask=True)

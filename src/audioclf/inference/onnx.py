@@ -88,6 +88,9 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
         for name in CARRIED_FILES:
             if (source / name).is_file():
                 shutil.copy2(source / name, staging / name)
+        if classifier.uses_length_aware_encoder:  # the graph takes an attention mask: the extractor must give one
+            classifier.extractor.return_attention_mask = True
+            classifier.extractor.save_pretrained(staging)
         info = {"source": str(source), "inputs": input_names, "quantize": quantize}
         (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
         if output.exists():
@@ -100,18 +103,21 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
 
 def _export_graph(classifier: Any, path: Path) -> list[str]:
     """torch.onnx's dynamo exporter (the TorchScript one mis-exports wav2vec2's weight-normed
-    positional convolution: its logits differed by ~50%)."""
+    positional convolution: its logits differed by ~50%). Group-norm checkpoints are exported with an
+    attention mask and their length-aware first norm (`exact_batching`), so ONNX batches them exactly too."""
     import torch
 
     from audioclf.features import extract_features, pads_to_fixed_length
 
-    example = extract_features(classifier.extractor, [np.zeros(classifier.rate, np.float32)] * 2)
+    masked = classifier.uses_length_aware_encoder
+    example = extract_features(classifier.extractor, [np.zeros(classifier.rate, np.float32)] * 2,
+                               attention_mask=True if masked else None)
     names = list(example.keys())
     batch = torch.export.Dim("batch", min=1, max=4096)
     length = torch.export.Dim("length", min=400, max=classifier.rate * 3600)
     fixed_length = pads_to_fixed_length(classifier.extractor)
     shapes = tuple({0: batch} if fixed_length or example[n].ndim != 2 else {0: batch, 1: length} for n in names)
-    program = torch.onnx.export(_logits_only(classifier.model, names), tuple(example[n] for n in names),
+    program = torch.onnx.export(_logits_only(classifier.model, names, masked), tuple(example[n] for n in names),
                                 input_names=names, output_names=["logits"], dynamic_shapes=(shapes,),
                                 dynamo=True, verbose=False)
     program.save(str(path))
@@ -128,9 +134,11 @@ def _quantize_int8(path: Path) -> None:
     quantized.replace(path)
 
 
-def _logits_only(model: Any, names: list[str]) -> Any:
+def _logits_only(model: Any, names: list[str], length_aware: bool) -> Any:
     """A module taking the inputs positionally and returning only the logits: what the exporter traces."""
     import torch
+
+    from audioclf.inference.exact_batching import clip_lengths
 
     class LogitsOnly(torch.nn.Module):
         def __init__(self) -> None:
@@ -138,7 +146,11 @@ def _logits_only(model: Any, names: list[str]) -> Any:
             self.model = model
 
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, inputs))).logits
+            features = dict(zip(names, inputs))
+            if not length_aware:
+                return self.model(**features).logits
+            with clip_lengths(self.model, features["attention_mask"].sum(dim=-1)):
+                return self.model(**features).logits
 
     return LogitsOnly().eval()
 

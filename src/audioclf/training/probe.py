@@ -20,7 +20,7 @@ import numpy as np
 from audioclf.config import ConfigError
 from audioclf.features import pads_to_fixed_length
 from audioclf.inference.classifier import plan_batches
-from audioclf.inference.exact_batching import per_clip_encoder_needed, run_batch
+from audioclf.inference.exact_batching import length_aware_encoder_needed, run_batch
 from audioclf.training.dataset import DecodedClips
 
 log = logging.getLogger("audioclf")
@@ -44,11 +44,11 @@ def pooled_layer_states(model: Any, extractor: Any, clips: DecodedClips, batch_s
 
     out: np.ndarray | None = None
     fixed_length = pads_to_fixed_length(extractor)
-    per_clip_encoder = per_clip_encoder_needed(model, extractor)
-    batches = plan_batches(clips.lengths, batch_size, equal_lengths_only=not (fixed_length or per_clip_encoder))
+    length_aware = length_aware_encoder_needed(model, extractor)
+    batches = plan_batches(clips.lengths, batch_size, equal_lengths_only=not (fixed_length or length_aware))
     with torch.inference_mode():
         for batch in tqdm(batches, desc=desc, unit="batch", disable=len(batches) < 5):
-            outputs, features = run_batch(model, extractor, [clips.waves[i] for i in batch], per_clip_encoder,
+            outputs, features = run_batch(model, extractor, [clips.waves[i] for i in batch], length_aware,
                                           output_hidden_states=True)
             frames = None if fixed_length else _frame_mask(model, features, outputs.hidden_states[0].shape[1])
             pooled = torch.stack([_mean_over_frames(layer.float(), frames) for layer in outputs.hidden_states], dim=1)
