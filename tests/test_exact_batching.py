@@ -70,3 +70,15 @@ def test_probe_cache_batched_equals_one_clip_at_a_time(tiny_wav2vec2: Path) -> N
         alone = np.stack([torch.stack([layer[0].mean(dim=0) for layer in out.hidden_states]).numpy()
                           for out in _one_by_one(model, extractor, waves, output_hidden_states=True)])
     np.testing.assert_allclose(batched, alone, atol=1e-5)
+
+
+def test_clips_shorter_than_the_encoder_reads_are_refused_by_name(tiny_wav2vec2: Path) -> None:
+    """Alone such a clip crashed inside the convolution; batched it would have scored NaN."""
+    from audioclf.audio import AudioError
+
+    clf = Classifier.load(tiny_wav2vec2)
+    wave = _waves()[0]
+    with pytest.raises(AudioError, match="too short for this model"):
+        clf.prepare(wave[:clf.min_samples - 1])
+    scores = clf.probabilities([clf.prepare(wave[:clf.min_samples]), wave], batch_size=4)
+    assert np.isfinite(scores).all()

@@ -118,6 +118,10 @@ def test_bad_inputs_get_clear_4xx(client: TestClient) -> None:
     assert "NaN" in assert_error(client.post("/v1/classify", files={"file": ("nan.wav", wav_bytes(nan, subtype="FLOAT"))}),
                                  422, "invalid_audio")["message"]
     assert_error(client.post("/v1/classify", content=too_long, headers=raw), 422, "too_long")
+    blip = wav_bytes(tone(220.0, 0.001, 16000, rng))  # 16 samples: fewer than the encoder reads for one frame
+    message = assert_error(client.post("/v1/classify", files={"file": ("blip.wav", blip)}), 422,
+                           "invalid_audio")["message"]
+    assert "blip.wav" in message and "too short" in message
     assert_error(client.post("/v1/classify", content=b"\0" * (2 << 20), headers=raw), 413, "too_large")
     for top_k in ("0", "-2", "three", "1.5"):
         assert_error(client.post(f"/v1/classify?top_k={top_k}", content=good, headers=raw), 422, "invalid_top_k")

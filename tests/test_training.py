@@ -165,3 +165,22 @@ def test_fine_tuning_with_every_augmentation_on_a_spectrogram_model(tmp_path: Pa
                          augment_noise_snr="10:30", validation_size=0)
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert not audioclf.Classifier.load(run).model._forward_pre_hooks  # the training-only masks are not saved
+
+
+def test_clips_too_short_for_the_encoder_are_skipped_by_name(tmp_path: Path, tiny_wav2vec2: Path) -> None:
+    """A clip shorter than the conv encoder reads for one frame is reported and skipped, like a bad file."""
+    import json
+
+    import soundfile as sf
+
+    import audioclf
+    from audioclf.models import load_model_config, min_input_samples
+
+    data = write_tone_folder(tmp_path / "data", per_label=6, rate=16000)
+    blip = data / "low" / "blip.wav"
+    sf.write(blip, np.zeros(min_input_samples(load_model_config(str(tiny_wav2vec2))) - 1, np.float32), 16000)
+    run = audioclf.train(data=str(data), model=str(tiny_wav2vec2), output=str(tmp_path / "run"), epochs=1,
+                         batch_size=4, gradient_accumulation_steps=1, max_bad_fraction=0.5, strategy="probe")
+    status = json.loads((run / "run.json").read_text())
+    assert status["num_skipped"] == 1
+    assert "blip.wav" in status["skipped"][0] and "too short for this model" in status["skipped"][0]

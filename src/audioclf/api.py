@@ -59,7 +59,7 @@ def evaluate(
     if unknown:
         raise DataError(f"{loaded.description}: label(s) {', '.join(unknown)} are not among the model's labels "
                         f"({', '.join(clf.labels)})")
-    clips = decode_records(records, label2id, clf.rate, clf.max_duration, "decoding")
+    clips = decode_records(records, label2id, clf.rate, clf.max_duration, "decoding", min_samples=clf.min_samples)
     for err in clips.bad:
         log.warning("skipping %s", err)
     out_dir = Path(output) if output else Path(model) / "evaluation"

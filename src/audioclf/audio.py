@@ -95,6 +95,10 @@ def validate(wave: np.ndarray, name: str) -> np.ndarray:
     return wave
 
 
+def too_short_reason(samples: int, rate: int, min_samples: int) -> str:
+    return f"too short for this model: {samples} samples at {rate} Hz, it needs at least {min_samples}"
+
+
 def crop(wave: np.ndarray, rate: int, max_duration: float | None) -> np.ndarray:
     """Keep the first `max_duration` seconds."""
     if max_duration is None:

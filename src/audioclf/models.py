@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from transformers import FeatureExtractionMixin, PreTrainedModel
+    from transformers import FeatureExtractionMixin, PretrainedConfig, PreTrainedModel
 
 from audioclf.features import is_whisper, set_whisper_context
 from audioclf.presets import preset_path
@@ -20,6 +20,23 @@ def label_maps(label_names: list[str]) -> tuple[dict[str, int], dict[int, str]]:
     return label2id, {i: name for name, i in label2id.items()}
 
 
+def load_model_config(name_or_path: str, trust_remote_code: bool = False) -> PretrainedConfig:
+    """The model's config (a preset's, for `audioclf:<name>`), without its weights."""
+    from transformers import AutoConfig
+
+    source = preset_path(name_or_path) or name_or_path
+    return AutoConfig.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+
+
+def min_input_samples(config: Any) -> int:
+    """The fewest samples a model's convolutional feature encoder turns into one frame (1 where the
+    model has no such encoder: Whisper and AST pad every clip to a fixed size)."""
+    needed = 1
+    for kernel, stride in reversed(list(zip(getattr(config, "conv_kernel", ()), getattr(config, "conv_stride", ())))):
+        needed = (needed - 1) * stride + kernel
+    return needed
+
+
 def load_for_training(
     name_or_path: str, label_names: list[str], trust_remote_code: bool = False, seed: int = 0,
     weighted_layer_sum: bool = False,
@@ -29,11 +46,11 @@ def load_for_training(
     config only: its model starts from random weights drawn with `seed` (as does every new head). `weighted_layer_sum` makes the
     head mix every layer's states with learned weights (where the architecture has that option)."""
     import torch
-    from transformers import AutoConfig, AutoModelForAudioClassification, set_seed
+    from transformers import AutoModelForAudioClassification, set_seed
 
     preset = preset_path(name_or_path)
     label2id, id2label = label_maps(label_names)
-    config = AutoConfig.from_pretrained(str(preset or name_or_path), trust_remote_code=trust_remote_code)
+    config = load_model_config(name_or_path, trust_remote_code)
     config.num_labels = len(label_names)
     config.label2id, config.id2label = label2id, id2label
     if weighted_layer_sum and hasattr(config, "use_weighted_layer_sum"):

@@ -7,10 +7,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from audioclf.audio import AudioSource, load_audio
+from audioclf.audio import AudioError, AudioSource, load_audio, too_short_reason
 from audioclf.features import load_feature_extractor, padding_changes_output
 from audioclf.features import sampling_rate as extractor_rate
 from audioclf.inference.exact_batching import length_aware_encoder_needed, run_batch
+from audioclf.models import min_input_samples
 
 Prediction = list[dict[str, Any]]
 
@@ -31,6 +32,7 @@ class Classifier:
         self.rate = extractor_rate(extractor)
         self.uses_length_aware_encoder = length_aware_encoder_needed(model, extractor)
         self._equal_lengths_only = padding_changes_output(extractor) and not self.uses_length_aware_encoder
+        self.min_samples = min_input_samples(model.config)
 
     @classmethod
     def load(cls, path: str | Path, trust_remote_code: bool = False) -> Classifier:
@@ -59,7 +61,11 @@ class Classifier:
         `input_rate` (default: the model's rate)."""
         if isinstance(item, np.ndarray):
             item = (item, input_rate or self.rate)
-        return load_audio(item, self.rate, self.max_duration)
+        wave = load_audio(item, self.rate, self.max_duration)
+        if len(wave) < self.min_samples:
+            name = "<array>" if isinstance(item, tuple) else str(item)
+            raise AudioError(name, too_short_reason(len(wave), self.rate, self.min_samples))
+        return wave
 
     def predict(
         self,

@@ -218,15 +218,15 @@ def decode_upload(clf: Classifier, name: str, data: bytes, max_duration: float) 
     try:
         wave, rate = decode(data, name)
         validate(wave, name)
+        duration = wave.size / rate
+        if duration > max_duration:
+            raise ApiError(422, "too_long", f"{name}: {duration:.1f} s of audio, the limit is {max_duration:g} s")
+        return clf.prepare(wave, rate), duration
     except UndecodableAudio as err:
         raise ApiError(415, "unsupported_media_type",
                        f"{err} (send wav, flac, ogg or mp3)") from None
     except AudioError as err:
-        raise ApiError(422, "invalid_audio", str(err)) from None
-    duration = wave.size / rate
-    if duration > max_duration:
-        raise ApiError(422, "too_long", f"{name}: {duration:.1f} s of audio, the limit is {max_duration:g} s")
-    return clf.prepare(wave, rate), duration
+        raise ApiError(422, "invalid_audio", f"{name}: {err.reason}") from None
 
 
 def parse_top_k(raw: str | None, default: int) -> int:

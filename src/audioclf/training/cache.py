@@ -88,10 +88,11 @@ class CacheWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def cache_key(sources: Iterable[tuple[str, AudioSource, str]], rate: int, max_duration: float | None) -> str:
+def cache_key(sources: Iterable[tuple[str, AudioSource, str]], rate: int, max_duration: float | None,
+              min_samples: int = 1) -> str:
     """A digest of every clip's identity (path, size and modification time; or its bytes), label and
     the audio settings: a changed file, label or setting gives a new entry."""
-    digest = hashlib.sha256(json.dumps([CACHE_VERSION, rate, max_duration]).encode())
+    digest = hashlib.sha256(json.dumps([CACHE_VERSION, rate, max_duration, min_samples]).encode())
     for name, audio, label in sources:
         digest.update(f"{name}\0{label}\0".encode())
         digest.update(_identity(audio))

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from audioclf.audio import AudioError, load_audio
+from audioclf.audio import AudioError, load_audio, too_short_reason
 from audioclf.features import extract_features
 from audioclf.sources.records import Record
 from audioclf.training.cache import CachedWaves, CacheWriter, cache_key, iter_sources, open_entry
@@ -34,21 +34,22 @@ class DecodedClips:
 
 def decode_records(
     records: list[Record], label2id: dict[str, int], rate: int, max_duration: float, desc: str = "decoding",
-    cache_dir: Path | None = None,
+    cache_dir: Path | None = None, min_samples: int = 1,
 ) -> DecodedClips:
-    """Decode every record once (progress bar); unreadable clips are collected, not raised. With a
+    """Decode every record once (progress bar); unreadable clips, and clips shorter than `min_samples`
+    (the model's shortest input), are collected, not raised. With a
     `cache_dir`, the waveforms go to a disk cache keyed by the clips and settings (reused when nothing
     changed) and are read back lazily, so memory does not grow with the dataset."""
     if cache_dir is None:
-        return _decode(records, label2id, rate, max_duration, desc, writer=None)
-    folder = cache_dir / cache_key(iter_sources(records), rate, max_duration)
+        return _decode(records, label2id, rate, max_duration, min_samples, desc, writer=None)
+    folder = cache_dir / cache_key(iter_sources(records), rate, max_duration, min_samples)
     entry = open_entry(folder)
     if entry is not None:
         log.info("%s: %d clips from the audio cache %s", desc, len(entry[0]), folder)
         return _from_cache(*entry, label2id)
     writer = CacheWriter(folder)
     try:
-        clips = _decode(records, label2id, rate, max_duration, desc, writer)
+        clips = _decode(records, label2id, rate, max_duration, min_samples, desc, writer)
     except BaseException:
         writer.abort()
         raise
@@ -58,8 +59,8 @@ def decode_records(
     return clips
 
 
-def _decode(records: list[Record], label2id: dict[str, int], rate: int, max_duration: float, desc: str,
-            writer: CacheWriter | None) -> DecodedClips:
+def _decode(records: list[Record], label2id: dict[str, int], rate: int, max_duration: float, min_samples: int,
+            desc: str, writer: CacheWriter | None) -> DecodedClips:
     from tqdm.auto import tqdm
 
     clips = DecodedClips()
@@ -67,6 +68,8 @@ def _decode(records: list[Record], label2id: dict[str, int], rate: int, max_dura
     for record in tqdm(records, desc=desc, unit="clip", disable=len(records) < 50):
         try:
             wave = load_audio(record.audio, rate, max_duration, name=record.name)
+            if len(wave) < min_samples:
+                raise AudioError(record.name, too_short_reason(len(wave), rate, min_samples))
         except AudioError as err:
             clips.bad.append(err)
             continue

@@ -18,6 +18,8 @@ from audioclf.models import (
     freeze_feature_encoder,
     label_maps,
     load_for_training,
+    load_model_config,
+    min_input_samples,
     shorten_whisper_context,
     whisper_context_seconds,
 )
@@ -96,7 +98,9 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
     label2id, _ = label_maps(data.label_names)
     rate = sampling_rate(extractor)
     cache = (Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.cache_audio else None
-    train, validation, test = (decode_records(records, label2id, rate, config.max_duration, f"decoding {name}", cache)
+    min_samples = min_input_samples(load_model_config(config.model, config.trust_remote_code))
+    train, validation, test = (decode_records(records, label2id, rate, config.max_duration, f"decoding {name}", cache,
+                                              min_samples)
                                for name, records in (("train", train_records), ("validation", validation_records),
                                                      ("test", test_records)))
     bad = train.bad + validation.bad + test.bad
