@@ -95,10 +95,6 @@ def validate(wave: np.ndarray, name: str) -> np.ndarray:
     return wave
 
 
-def too_short_reason(samples: int, rate: int, min_samples: int) -> str:
-    return f"too short for this model: {samples} samples at {rate} Hz, it needs at least {min_samples}"
-
-
 def crop(wave: np.ndarray, rate: int, max_duration: float | None) -> np.ndarray:
     """Keep the first `max_duration` seconds."""
     if max_duration is None:
@@ -119,16 +115,21 @@ def add_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.n
 
 
 def load_audio(
-    source: AudioSource, target_rate: int, max_duration: float | None = None, name: str | None = None
+    source: AudioSource, target_rate: int, max_duration: float | None = None, name: str | None = None,
+    min_samples: int = 1,
 ) -> np.ndarray:
     """The single preprocessing path for training, evaluation and inference: decode -> mono ->
-    resample -> validate -> crop. Raises AudioError naming the clip."""
+    resample -> validate -> crop. Raises AudioError naming the clip, also when fewer than `min_samples`
+    (the model's shortest input) are left."""
     name = name or _describe(source)
     wave, rate = decode(source, name)
     if rate <= 0:
         raise AudioError(name, f"invalid sampling rate {rate}")
-    wave = validate(wave, name)
-    return crop(resample(wave, rate, target_rate), target_rate, max_duration)
+    wave = crop(resample(validate(wave, name), rate, target_rate), target_rate, max_duration)
+    if wave.size < min_samples:
+        raise AudioError(name, f"too short for this model: {wave.size} samples at {target_rate} Hz, "
+                               f"it needs at least {min_samples}")
+    return wave
 
 
 def _describe(source: AudioSource) -> str:

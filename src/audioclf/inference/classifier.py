@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from audioclf.audio import AudioError, AudioSource, load_audio, too_short_reason
+from audioclf.audio import AudioSource, load_audio
 from audioclf.features import load_feature_extractor, padding_changes_output
 from audioclf.features import sampling_rate as extractor_rate
 from audioclf.inference.exact_batching import length_aware_encoder_needed, run_batch
@@ -61,11 +61,7 @@ class Classifier:
         `input_rate` (default: the model's rate)."""
         if isinstance(item, np.ndarray):
             item = (item, input_rate or self.rate)
-        wave = load_audio(item, self.rate, self.max_duration)
-        if len(wave) < self.min_samples:
-            name = "<array>" if isinstance(item, tuple) else str(item)
-            raise AudioError(name, too_short_reason(len(wave), self.rate, self.min_samples))
-        return wave
+        return load_audio(item, self.rate, self.max_duration, min_samples=self.min_samples)
 
     def predict(
         self,

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from audioclf.audio import AudioError, load_audio, too_short_reason
+from audioclf.audio import AudioError, load_audio
 from audioclf.features import extract_features
 from audioclf.sources.records import Record
 from audioclf.training.cache import CachedWaves, CacheWriter, cache_key, iter_sources, open_entry
@@ -67,9 +67,7 @@ def _decode(records: list[Record], label2id: dict[str, int], rate: int, max_dura
     waves: list[np.ndarray] = []
     for record in tqdm(records, desc=desc, unit="clip", disable=len(records) < 50):
         try:
-            wave = load_audio(record.audio, rate, max_duration, name=record.name)
-            if len(wave) < min_samples:
-                raise AudioError(record.name, too_short_reason(len(wave), rate, min_samples))
+            wave = load_audio(record.audio, rate, max_duration, name=record.name, min_samples=min_samples)
         except AudioError as err:
             clips.bad.append(err)
             continue
