@@ -31,7 +31,11 @@ class OnnxModel:
         from transformers import AutoConfig
 
         ort = _import_onnx_extra()
-        self.session = ort.InferenceSession(str(path / ONNX_FILE), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        # Idle threads sleep instead of spinning: between runs the CPU goes to feature extraction, which
+        # runs in PyTorch between every two batches, and on 2 cores spinning threads would compete with it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.config = AutoConfig.from_pretrained(str(path))
 
@@ -129,8 +133,12 @@ def _quantize_int8(path: Path) -> None:
 
     quantized = path.with_suffix(".int8.onnx")
     # Per-channel scales: on the bench's whisper-tiny.en classifiers they kept top-1 agreement with float32
-    # at 0.98-0.99 where one scale per tensor kept 0.96-0.98, at the same speed.
-    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True)
+    # at 0.98-0.99 where one scale per tensor kept 0.96-0.98, at the same speed. MatMul only: on CPUs
+    # without VNNI, int8 convolutions (ConvInteger) run slower than float32 ones; in `python
+    # bench/inference.py` the wav2vec2-base config's int8 export went from 0.72x its float32 export's
+    # clips/s to 1.29x with the convolutions left in float32, and whisper-tiny.en's from 1.20x to 1.43x.
+    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"])
     quantized.replace(path)
 
 
