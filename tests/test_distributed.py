@@ -44,3 +44,21 @@ def test_two_processes_train_one_complete_run(tiny_wav2vec2: Path, tmp_path: Pat
     assert ddp_accuracy >= 0.8 and abs(ddp_accuracy - single_accuracy) <= 0.2, (ddp_accuracy, single_accuracy)
     clip = sorted(data.rglob("*.wav"))[0]
     assert Classifier.load(run).predict([clip], top_k=1)[0][0]["label"] in {"low", "mid", "high"}
+
+
+def test_two_processes_train_on_cached_encoder_outputs(tiny_wav2vec2: Path, tmp_path: Path) -> None:
+    """The default frozen feature encoder: each process computes its outputs once and trains on them."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    data = write_tone_folder(tmp_path / "tones", per_label=8)
+    run = tmp_path / "ddp"
+    command = [str(torchrun), "--standalone", "--nproc_per_node=2", shutil.which("audioclf") or
+               str(Path(sys.executable).parent / "audioclf"), "train", "--data", str(data), "--model",
+               str(tiny_wav2vec2), "--output", str(run), "--strategy", "finetune", "--epochs", "2",
+               "--batch-size", "4", "--gradient-accumulation-steps", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (done.stdout + done.stderr).count("computed once") == 1  # the cache was used; only rank 0 logs
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    assert Classifier.load(run).predict([sorted(data.rglob("*.wav"))[0]], top_k=1)[0][0]["label"]
