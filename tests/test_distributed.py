@@ -18,18 +18,24 @@ HYPER = dict(strategy="finetune", epochs=12, batch_size=4, gradient_accumulation
              freeze_feature_encoder=False)
 
 
-def test_two_processes_train_one_complete_run(tiny_wav2vec2: Path, tmp_path: Path) -> None:
+def _torchrun_train(model: Path, data: Path, run: Path, *flags: str) -> subprocess.CompletedProcess:
+    """`audioclf train` in 2 torchrun CPU processes; skips where torchrun is missing, fails on a non-zero exit."""
     torchrun = Path(sys.executable).parent / "torchrun"
     if not torchrun.exists():
         pytest.skip("torchrun is not installed beside this Python")
+    command = [str(torchrun), "--standalone", "--nproc_per_node=2", shutil.which("audioclf") or
+               str(Path(sys.executable).parent / "audioclf"), "train", "--data", str(data), "--model",
+               str(model), "--output", str(run), *flags]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_two_processes_train_one_complete_run(tiny_wav2vec2: Path, tmp_path: Path) -> None:
     data = write_tone_folder(tmp_path / "tones", per_label=16)
     run = tmp_path / "ddp"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in HYPER.items() if not isinstance(v, bool)]
-    command = [str(torchrun), "--standalone", "--nproc_per_node=2", shutil.which("audioclf") or
-               str(Path(sys.executable).parent / "audioclf"), "train", "--data", str(data), "--model",
-               str(tiny_wav2vec2), "--output", str(run), "--no-freeze-feature-encoder", *flags]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _torchrun_train(tiny_wav2vec2, data, run, "--no-freeze-feature-encoder", *flags)
     assert done.stdout.count("run folder:") == 1  # only rank 0 reports
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "complete"
@@ -48,17 +54,10 @@ def test_two_processes_train_one_complete_run(tiny_wav2vec2: Path, tmp_path: Pat
 
 def test_two_processes_train_on_cached_encoder_outputs(tiny_wav2vec2: Path, tmp_path: Path) -> None:
     """The default frozen feature encoder: each process computes its outputs once and trains on them."""
-    torchrun = Path(sys.executable).parent / "torchrun"
-    if not torchrun.exists():
-        pytest.skip("torchrun is not installed beside this Python")
     data = write_tone_folder(tmp_path / "tones", per_label=8)
     run = tmp_path / "ddp"
-    command = [str(torchrun), "--standalone", "--nproc_per_node=2", shutil.which("audioclf") or
-               str(Path(sys.executable).parent / "audioclf"), "train", "--data", str(data), "--model",
-               str(tiny_wav2vec2), "--output", str(run), "--strategy", "finetune", "--epochs", "2",
-               "--batch-size", "4", "--gradient-accumulation-steps", "1"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _torchrun_train(tiny_wav2vec2, data, run, "--strategy", "finetune", "--epochs", "2", "--batch-size", "4",
+                           "--gradient-accumulation-steps", "1")
     assert (done.stdout + done.stderr).count("computed once") == 1  # the cache was used; only rank 0 logs
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert Classifier.load(run).predict([sorted(data.rglob("*.wav"))[0]], top_k=1)[0][0]["label"]
