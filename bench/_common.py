@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 FSDD = SHARED / "data" / "fsdd" / "recordings"
@@ -133,3 +135,29 @@ def fsdd_manifest(path: Path, train: tuple[str, ...], test: tuple[str, ...]) -> 
         rows.append(f"{clip},{digit},{speaker},{'train' if speaker in train else 'test'}")
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def long_digit_calls(folder: Path, speakers: tuple[str, ...], count: int, seed: int = 0) -> list[Path]:
+    """Clips of 5-10 s, as long as MInDS-14 calls, made from FSDD: one speaker saying one digit again and
+    again, takes joined by 0.2-0.8 s pauses, 16 kHz. Named like FSDD files, so labels parse the same way."""
+    import soundfile as sf
+
+    from audioclf.audio import load_audio
+
+    rate = 16000
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    calls = []
+    for i in range(count):
+        digit, speaker = i % 10, speakers[i % len(speakers)]
+        takes = sorted(FSDD.glob(f"{digit}_{speaker}_*.wav"))
+        target = int(rng.uniform(5.0, 10.0) * rate)
+        pieces, length = [], 0
+        while length < target:
+            take = load_audio(takes[rng.integers(len(takes))], rate)
+            pieces += [take, np.zeros(int(rng.uniform(0.2, 0.8) * rate), dtype=np.float32)]
+            length += take.size + pieces[-1].size
+        path = folder / f"{digit}_{speaker}_call{i}.wav"
+        sf.write(path, np.concatenate(pieces)[:target], rate)
+        calls.append(path)
+    return calls

@@ -57,12 +57,17 @@ def test_cold_start_quick_writes_results(tmp_path: Path) -> None:
 @needs_shared
 def test_training_quick_writes_results(tmp_path: Path) -> None:
     results = run_quick("training.py", tmp_path / "training.json")
-    for figures in results["models"].values():
-        assert figures["train_clips"] == 16
-        for side in ("guide recipe", "audioclf"):
-            assert figures[side]["train_runtime_s"] > 0 and figures[side]["clips_per_s"] > 0
-        ratio = figures["guide recipe"]["train_runtime_s"] / figures["audioclf"]["train_runtime_s"]
-        assert figures["speedup"] == pytest.approx(ratio, rel=0.01)
+    assert results["eval_calls"] == 4 and set(results["long_calls"]) == set(results["models"])
+    for data, clips in (("models", 16), ("long_calls", 4)):
+        for name, figures in results[data].items():
+            assert figures["train_clips"] == clips
+            ours = {"audioclf": "speedup"} | ({"audioclf, 1 s like the guide": "speedup_1s"}
+                                              if data == "long_calls" and name.startswith("wav2vec2") else {})
+            assert set(figures) == {"train_clips", "guide recipe", *ours, *ours.values()}
+            for side, speedup in ours.items():
+                assert figures["guide recipe"]["train_runtime_s"] > 0 and figures[side]["clips_per_s"] > 0
+                ratio = figures["guide recipe"]["train_runtime_s"] / figures[side]["train_runtime_s"]
+                assert figures[speedup] == pytest.approx(ratio, rel=0.01, abs=0.005)  # rounded to 2 places
 
 
 def test_memory_quick_writes_results(tmp_path: Path) -> None:
@@ -89,3 +94,18 @@ def test_accuracy_synth_quick_writes_results(tmp_path: Path) -> None:
     assert results["voices"] == 4 and results["strategy_used"] == "finetune"  # from scratch: nothing to probe
     assert results["num_test_clips"] == 14 * 4 and 0 <= results["test_accuracy"] <= 1
     assert results["training"]["cpu_s"] > 0 and results["synthesis"]["wall_s"] > 0
+
+
+@needs_shared
+def test_long_digit_calls_are_5_to_10_s_of_one_speakers_digit(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    from _common import long_digit_calls
+
+    import soundfile as sf
+
+    calls = long_digit_calls(tmp_path, ("george", "lucas"), 12)
+    assert [c.stem.split("_")[:2] for c in calls[:3]] == [["0", "george"], ["1", "lucas"], ["2", "george"]]
+    for call in calls:
+        info = sf.info(call)
+        assert info.samplerate == 16000 and 5.0 <= info.duration <= 10.0
+        assert sf.read(call)[0].std() > 0.01  # speech, not the pauses alone
