@@ -8,6 +8,8 @@ process, i.e. up to cores x wall), and what auto chose.
     python bench/accuracy.py --quick    # 2 folds of 40 clips per speaker, 1 epoch: checks the script
     python bench/accuracy.py --folds nicolas --strategies finetune --set spec_augment=0.1 --output x.json
                                         # one variant on one fold (--set takes any TrainConfig key)
+    python bench/accuracy.py --calls 40 --folds nicolas --strategies finetune --set max_duration=10 augment_crop=2
+                                        # on 40 calls of 5-10 s per speaker made from its clips
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (FSDD, WHISPER_TINY_EN, bench_parser, print_table, quiet_transformers, require_shared,
-                     write_results)
+from _common import (FSDD, WHISPER_TINY_EN, bench_parser, long_digit_calls, print_table, quiet_transformers,
+                     require_shared, write_results)
 
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
 COMMON = dict(max_duration=1.0, seed=42, batch_size=16, gradient_accumulation_steps=1)
@@ -36,6 +38,8 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES))
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="TrainConfig values added to every strategy's run, e.g. spec_augment=0.1.")
+    parser.add_argument("--calls", type=int, metavar="N",
+                        help="N calls of 5-10 s per speaker, made from its FSDD clips, instead of the clips.")
     args = parser.parse_args()
     require_shared()
     quiet_transformers()
@@ -44,10 +48,13 @@ def main() -> None:
     strategies = {name: {**STRATEGIES[name], **extra, **({"epochs": 1} if args.quick and name != "probe" else {})}
                   for name in args.strategies}
     results: dict[str, Any] = {"model": "whisper-tiny.en", "speakers": list(speakers), "settings": COMMON,
-                               "extra_settings": extra, "strategies": strategies, "folds": {}}
+                               "extra_settings": extra, "strategies": strategies, "calls_per_speaker": args.calls,
+                               "folds": {}}
     with tempfile.TemporaryDirectory() as tmp:
+        clips = {speaker: speaker_clips(speaker, 4 if args.quick else None, args.calls, Path(tmp) / "calls")
+                 for speaker in speakers}
         for held_out in args.folds or speakers:
-            manifest = fold_manifest(Path(tmp) / f"{held_out}.csv", speakers, held_out, 4 if args.quick else None)
+            manifest = fold_manifest(Path(tmp) / f"{held_out}.csv", clips, held_out)
             results["folds"][held_out] = {
                 name: run_fold(manifest, Path(tmp) / f"{held_out}-{name}", settings)
                 for name, settings in results["strategies"].items()}
@@ -56,14 +63,21 @@ def main() -> None:
     print(f"wrote {write_results('accuracy', results, args.output)}")
 
 
-def fold_manifest(path: Path, speakers: tuple[str, ...], held_out: str, per_digit: int | None) -> Path:
+def speaker_clips(speaker: str, per_digit: int | None, calls: int | None, folder: Path) -> list[Path]:
+    """The speaker's FSDD clips (the first `per_digit` takes of each digit), or `calls` long calls made from them."""
+    if calls:
+        return long_digit_calls(folder / speaker, (speaker,), calls, seed=SPEAKERS.index(speaker))
+    clips = sorted(FSDD.glob(f"*_{speaker}_*.wav"))
+    if per_digit:  # FSDD names clips <digit>_<speaker>_<0..49>
+        clips = [clip for clip in clips if int(clip.stem.split("_")[2]) < per_digit]
+    return clips
+
+
+def fold_manifest(path: Path, clips: dict[str, list[Path]], held_out: str) -> Path:
     rows = ["path,label,group,split"]
-    for speaker in speakers:
-        clips = sorted(FSDD.glob(f"*_{speaker}_*.wav"))
-        if per_digit:  # FSDD names clips <digit>_<speaker>_<0..49>
-            clips = [clip for clip in clips if int(clip.stem.split("_")[2]) < per_digit]
+    for speaker, paths in clips.items():
         rows += [f"{clip},{clip.stem.split('_')[0]},{speaker},{'test' if speaker == held_out else 'train'}"
-                 for clip in clips]
+                 for clip in paths]
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -94,7 +108,8 @@ def summarise(folds: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str
 
 def show(results: dict[str, Any]) -> None:
     extra = f", with {results['extra_settings']}" if results["extra_settings"] else ""
-    print(f"leave-one-speaker-out, {results['model']}, FSDD speakers {', '.join(results['speakers'])}{extra}")
+    data = f"{results['calls_per_speaker']} calls of 5-10 s per speaker" if results["calls_per_speaker"] else "FSDD"
+    print(f"leave-one-speaker-out, {results['model']}, {data}, speakers {', '.join(results['speakers'])}{extra}")
     folds = list(results["folds"])
     rows = [[name, *(results["folds"][s][name]["test_accuracy"] for s in folds),
              r["mean_accuracy"], r["worst_accuracy"], r["mean_cpu_min"], r["mean_wall_min"]]

@@ -104,6 +104,17 @@ def test_time_shift_and_gain_keep_the_clip_and_move_or_scale_it() -> None:
     assert Augmenter(16000, gain_db=(-3.0, 3.0)).active and Augmenter(16000, max_shift_s=0.1).active
 
 
+def test_random_crop_cuts_long_clips_to_windows_that_move_and_keeps_short_ones() -> None:
+    wave = np.arange(32000, dtype=np.float32)  # each sample its own index: a window's start is its first value
+    crop = Augmenter(16000, crop_s=0.5, seed=1)
+    outs = [crop(wave) for _ in range(10)]
+    assert crop.active and all(len(out) == 8000 for out in outs)
+    assert all(np.array_equal(out, wave[int(out[0]):int(out[0]) + 8000]) for out in outs)
+    assert len({int(out[0]) for out in outs}) > 5
+    short = wave[:4000]
+    assert np.array_equal(crop(short), short)
+
+
 def test_spectrogram_time_masks_only_while_training() -> None:
     from audioclf.training.augment import MASK_WIDTH, SpectrogramTimeMask
 
@@ -153,7 +164,8 @@ def test_bad_clip_fraction_limit() -> None:
         check_bad_clips(bad, 50, 0.01)
 
 
-def test_fine_tuning_with_every_augmentation_on_a_spectrogram_model(tmp_path: Path) -> None:
+def test_fine_tuning_with_every_augmentation_on_a_spectrogram_model(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                                     ) -> None:
     import json
 
     import audioclf
@@ -162,9 +174,10 @@ def test_fine_tuning_with_every_augmentation_on_a_spectrogram_model(tmp_path: Pa
     run = audioclf.train(data=str(data), model=str(save_tiny("whisper", tmp_path / "base")), output=str(tmp_path / "run"),
                          strategy="finetune", epochs=2, batch_size=4, gradient_accumulation_steps=1,
                          spec_augment=0.2, augment_shift=0.1, augment_gain="-6:6", augment_speed=0.1,
-                         augment_noise_snr="10:30", validation_size=0)
+                         augment_crop=0.3, augment_noise_snr="10:30", validation_size=0)
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert not audioclf.Classifier.load(run).model._forward_pre_hooks  # the training-only masks are not saved
+    assert "--augment-crop with Whisper" in caplog.text
 
 
 def test_clips_too_short_for_the_encoder_are_skipped_by_name(tmp_path: Path, tiny_wav2vec2: Path) -> None:

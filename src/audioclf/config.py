@@ -79,6 +79,9 @@ class TrainConfig:
     augment_gain: str | None = _opt(None, "Random gain while training in LOW:HIGH dB, e.g. -6:6.")
     augment_shift: float = _opt(0.0, "Time shift while training: each clip placed at a random offset in this many "
                                 "seconds of added silence (0: off).")
+    augment_crop: float = _opt(0.0, "Random crop while training: clips longer than this many seconds are cut, every "
+                               "epoch, to a window of it at a random start (0: off). Evaluation and prediction "
+                               "see whole clips, up to --max-duration.")
     spec_augment: float | None = _opt(
         None, "SpecAugment while fine-tuning: the fraction of time steps masked (the wav2vec2 family's own "
         "mask_time_prob, else masks on the input spectrogram; 0: off; default: the checkpoint's own, 0.05 for "
@@ -122,6 +125,8 @@ class TrainConfig:
         self.noise_snr_range()
         parse_db_range(self.augment_gain, "augment_gain")
         _require(0 <= self.augment_shift <= 5, "augment_shift", self.augment_shift, "seconds in [0, 5]")
+        _require(self.augment_crop == 0 or self.augment_crop >= 0.1, "augment_crop", self.augment_crop,
+                 "0 (off) or seconds >= 0.1")
         _require(self.spec_augment is None or 0 <= self.spec_augment < 1, "spec_augment", self.spec_augment,
                  "a fraction in [0, 1)")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")

@@ -1,4 +1,4 @@
-"""Training-time augmentation of decoded waveforms (speed, time shift, gain, background noise), per item per epoch."""
+"""Training-time augmentation of decoded waveforms (speed, random crop, time shift, gain, noise), per item per epoch."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from audioclf.audio import add_noise
 @dataclass
 class Augmenter:
     """Speed perturbation (up to `max_speed_change` faster or slower, pitch moving with it, as in the
-    Kaldi recipe: it imitates other speakers' rate and vocal-tract length); a time shift (the clip placed
-    at a random offset in `max_shift_s` seconds of added silence, split between start and end); a gain
-    drawn in `gain_db`; then noise at a random SNR in `noise_snr` dB. None or 0 turns each off."""
+    Kaldi recipe: it imitates other speakers' rate and vocal-tract length); a random crop (a clip longer
+    than `crop_s` seconds cut to a window of that length at a random start, so each epoch sees another part
+    of a long clip, and trains on less audio); a time shift (the clip placed at a random offset in
+    `max_shift_s` seconds of added silence, split between start and end); a gain drawn in `gain_db`; then
+    noise at a random SNR in `noise_snr` dB. None or 0 turns each off."""
 
     rate: int
     max_speed_change: float = 0.0
@@ -24,6 +26,7 @@ class Augmenter:
     seed: int = 0
     gain_db: tuple[float, float] | None = None
     max_shift_s: float = 0.0
+    crop_s: float = 0.0
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
@@ -31,12 +34,14 @@ class Augmenter:
     @property
     def active(self) -> bool:
         return (self.max_speed_change > 0 or self.noise_snr is not None or self.gain_db is not None
-                or self.max_shift_s > 0)
+                or self.max_shift_s > 0 or self.crop_s > 0)
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
         if self.max_speed_change > 0:
             factor = float(self._rng.uniform(1 - self.max_speed_change, 1 + self.max_speed_change))
             wave = soxr.resample(wave, self.rate * factor, self.rate).astype(np.float32, copy=False)
+        if self.crop_s > 0:
+            wave = self._random_window(wave, int(round(self.crop_s * self.rate)))
         if self.max_shift_s > 0:
             silence = int(round(self.max_shift_s * self.rate))
             before = int(self._rng.integers(0, silence + 1))
@@ -46,6 +51,12 @@ class Augmenter:
         if self.noise_snr is not None:
             wave = add_noise(wave, float(self._rng.uniform(*self.noise_snr)), self._rng)
         return wave
+
+    def _random_window(self, wave: np.ndarray, window: int) -> np.ndarray:
+        if wave.size <= window:
+            return wave
+        start = int(self._rng.integers(0, wave.size - window + 1))
+        return wave[start:start + window]
 
 
 MASK_WIDTH = 10  # frames per SpecAugment time mask, wav2vec2's mask_time_length default

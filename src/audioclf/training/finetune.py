@@ -40,7 +40,11 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     """Trainer over the whole model. With validation clips, every epoch is scored on them and the best is
     kept; without, the last. Past `deadline` (time.monotonic()), training stops after the current step."""
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
-                        parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift)
+                        parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop)
+    if config.augment_crop and model.config.model_type == "whisper":
+        log.warning("--augment-crop with Whisper: its head averages over the whole context, padding included, so "
+                    "crops train on another mix of speech and padding than whole clips are predicted on; it "
+                    "lowered accuracy in this project's benchmark (README, Augmentation)")
     with _training_data(model, extractor, config, train, validation, augment) as (data, encode_s):
         trainer = _build_trainer(config, run_dir, model, extractor, data, class_weights)
         trainer.add_callback(TimeBudget(deadline))
