@@ -115,6 +115,26 @@ def test_random_crop_cuts_long_clips_to_windows_that_move_and_keeps_short_ones()
     assert np.array_equal(crop(short), short)
 
 
+def test_each_loader_worker_and_epoch_draws_its_own_augmentation() -> None:
+    from torch.utils.data import DataLoader
+
+    wave = np.arange(32000, dtype=np.float32)
+    crop = Augmenter(16000, crop_s=0.1, seed=0)
+
+    class WindowStarts(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, index: int) -> float:
+            return float(crop(wave)[0])  # where the random window starts
+
+    torch.manual_seed(0)
+    loader = DataLoader(WindowStarts(), batch_size=1, num_workers=2)
+    first, second = ([float(start) for start in loader] for _ in range(2))
+    assert len(set(first)) == 4  # the two workers do not repeat each other's draws
+    assert first != second  # nor does the next epoch repeat this one
+
+
 def test_spectrogram_time_masks_only_while_training() -> None:
     from audioclf.training.augment import MASK_WIDTH, SpectrogramTimeMask
 

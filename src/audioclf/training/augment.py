@@ -30,6 +30,7 @@ class Augmenter:
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
+        self._worker_seed: int | None = None
 
     @property
     def active(self) -> bool:
@@ -37,26 +38,40 @@ class Augmenter:
                 or self.max_shift_s > 0 or self.crop_s > 0)
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
+        rng = self._generator()
         if self.max_speed_change > 0:
-            factor = float(self._rng.uniform(1 - self.max_speed_change, 1 + self.max_speed_change))
+            factor = float(rng.uniform(1 - self.max_speed_change, 1 + self.max_speed_change))
             wave = soxr.resample(wave, self.rate * factor, self.rate).astype(np.float32, copy=False)
         if self.crop_s > 0:
-            wave = self._random_window(wave, int(round(self.crop_s * self.rate)))
+            wave = _random_window(wave, int(round(self.crop_s * self.rate)), rng)
         if self.max_shift_s > 0:
             silence = int(round(self.max_shift_s * self.rate))
-            before = int(self._rng.integers(0, silence + 1))
+            before = int(rng.integers(0, silence + 1))
             wave = np.pad(wave, (before, silence - before))
         if self.gain_db is not None:
-            wave = (wave * 10 ** (float(self._rng.uniform(*self.gain_db)) / 20)).astype(np.float32)
+            wave = (wave * 10 ** (float(rng.uniform(*self.gain_db)) / 20)).astype(np.float32)
         if self.noise_snr is not None:
-            wave = add_noise(wave, float(self._rng.uniform(*self.noise_snr)), self._rng)
+            wave = add_noise(wave, float(rng.uniform(*self.noise_snr)), rng)
         return wave
 
-    def _random_window(self, wave: np.ndarray, window: int) -> np.ndarray:
-        if wave.size <= window:
-            return wave
-        start = int(self._rng.integers(0, wave.size - window + 1))
-        return wave[start:start + window]
+    def _generator(self) -> np.random.Generator:
+        """This process's generator. A data-loader worker (`--num-workers`) gets its own, seeded from the
+        seed PyTorch gives it, which differs per worker and per epoch: a copy of the parent's would make
+        every worker repeat the same draws, and every epoch the same augmentation."""
+        from torch.utils.data import get_worker_info
+
+        worker = get_worker_info()
+        if worker is not None and worker.seed != self._worker_seed:
+            self._worker_seed = worker.seed
+            self._rng = np.random.default_rng([self.seed, worker.seed])
+        return self._rng
+
+
+def _random_window(wave: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
+    if wave.size <= window:
+        return wave
+    start = int(rng.integers(0, wave.size - window + 1))
+    return wave[start:start + window]
 
 
 MASK_WIDTH = 10  # frames per SpecAugment time mask, wav2vec2's mask_time_length default
