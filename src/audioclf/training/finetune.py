@@ -15,7 +15,7 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCall
 from audioclf import runs
 from audioclf.config import TrainConfig, parse_db_range
 from audioclf.evaluation import accuracy
-from audioclf.features import pads_to_fixed_length, sampling_rate
+from audioclf.features import is_whisper, pads_to_fixed_length, sampling_rate
 from audioclf.training.augment import Augmenter
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
 from audioclf.training.encoder_cache import (EncodedClipDataset, EncodedCollator, can_cache_encoder_outputs,
@@ -41,7 +41,7 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     kept; without, the last. Past `deadline` (time.monotonic()), training stops after the current step."""
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
                         parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop)
-    if config.augment_crop and model.config.model_type == "whisper":
+    if config.augment_crop and is_whisper(extractor):
         log.warning("--augment-crop with Whisper: its head averages over the whole context, padding included, so "
                     "crops train on another mix of speech and padding than whole clips are predicted on; it "
                     "lowered accuracy in this project's benchmark (README, Augmentation)")
