@@ -106,7 +106,9 @@ def guide_recipe(model_name: Path, train: list[Path], evaluation: list[Path], ou
 
 
 def audioclf_default(model_name: Path, train: list[Path], evaluation: list[Path], out: Path, epochs: int,
-                     max_duration: float = 10.0) -> dict[str, Any]:
+                     **overrides: Any) -> dict[str, Any]:
+    """`audioclf train` at the benchmark's batch, fine-tuning, and TrainConfig's defaults otherwise (max_duration
+    included) but for `overrides`."""
     import audioclf
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +120,7 @@ def audioclf_default(model_name: Path, train: list[Path], evaluation: list[Path]
     manifest.write_text("path,label,split\n" + "\n".join(rows) + "\n")
     start = time.perf_counter()
     run = audioclf.train(data=str(manifest), model=str(model_name), output=str(out), epochs=epochs, batch_size=BATCH,
-                         gradient_accumulation_steps=1, strategy="finetune", max_duration=max_duration)
+                         gradient_accumulation_steps=1, strategy="finetune", **overrides)
     wall = time.perf_counter() - start
     status = json.loads((run / "run.json").read_text())
     return {**runtime(status["train_runtime_s"], len(train) * epochs, epochs), "whole_command_s": round(wall, 1)}
