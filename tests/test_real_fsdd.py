@@ -18,7 +18,7 @@ TEST_SPEAKER = "nicolas"
 # measures the current code on every speaker, nicolas included.
 PROBE = dict(strategy="probe", batch_size=32, max_duration=1.0, seed=42)
 LP_FT = dict(strategy="finetune", probe_first=True, epochs=5, batch_size=16, gradient_accumulation_steps=1, learning_rate=5e-5,
-             head_learning_rate=5e-5, augment_speed=0.25, max_duration=1.0, seed=42)
+             head_learning_rate=5e-5, augment_speed=0.25, augment_trim="10:35", max_duration=1.0, seed=42)
 
 
 def fsdd_manifest(path: Path) -> Path:
@@ -60,5 +60,6 @@ def test_fine_tuned_whisper_tiny_en_generalises_to_an_unheard_speaker(tmp_path: 
     accuracy = json.loads((run / "metrics.json").read_text())["accuracy"]
     # Measured 0.904 (session 2) and 0.800 (after the probe's encoder pass was batched, which moves the
     # probe head's start by float rounding only): the epoch validation picks ranges 0.79-0.90 on nicolas,
-    # so this guards the floor of that range (chance is 0.1), not the 0.95.
+    # so this guards the floor of that range (chance is 0.1), not the 0.95. With --augment-trim 10:35
+    # (bench/accuracy.py, nicolas): 0.936, 0.872, 0.914 for seeds 42, 1, 2.
     assert accuracy >= 0.78, accuracy

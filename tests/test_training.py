@@ -11,7 +11,7 @@ from conftest import write_tone_folder
 from tiny_models import save_tiny
 
 from audioclf.audio import AudioError
-from audioclf.config import TrainConfig
+from audioclf.config import ConfigError, TrainConfig
 from audioclf.features import load_feature_extractor
 from audioclf.models import load_for_training
 from audioclf.sources import load_data
@@ -115,6 +115,21 @@ def test_random_crop_cuts_long_clips_to_windows_that_move_and_keeps_short_ones()
     assert np.array_equal(crop(short), short)
 
 
+def test_edge_trim_cuts_the_quiet_start_and_end_at_the_drawn_level() -> None:
+    frame = 160  # 10 ms at 16 kHz
+    levels_db = np.array([-40, -25, -12, 0, 0, -5, -12, -25, -40])  # per frame, relative to the loudest
+    wave = np.concatenate([np.full(frame, 10 ** (db / 20), np.float32) for db in levels_db])
+    def kept_frames(low: float, high: float) -> int:
+        return len(Augmenter(16000, trim_db=(low, high))(wave)) // frame
+    assert kept_frames(20, 20) == 5  # the -25 and -40 frames go at both ends
+    assert kept_frames(30, 30) == 7 and kept_frames(50, 50) == 9 and kept_frames(3, 3) == 2
+    drawn = Augmenter(16000, trim_db=(10, 50), seed=0)
+    assert {len(drawn(wave)) // frame for _ in range(40)} == {3, 5, 7, 9}
+    assert np.array_equal(Augmenter(16000, trim_db=(10, 10))(wave[:100]), wave[:100])  # under one frame: kept
+    with pytest.raises(ConfigError, match="augment_trim"):
+        TrainConfig.build({"augment_trim": "-5:10"})
+
+
 def test_each_loader_worker_and_epoch_draws_its_own_augmentation() -> None:
     from torch.utils.data import DataLoader
 
@@ -161,8 +176,6 @@ def test_spec_augment_uses_the_models_own_masking_where_it_has_one(tmp_path: Pat
 
 
 def test_noise_snr_must_be_a_range() -> None:
-    from audioclf.config import ConfigError
-
     assert TrainConfig(augment_noise_snr="10:30").noise_snr_range() == (10.0, 30.0)
     with pytest.raises(ConfigError, match="augment_noise_snr"):
         TrainConfig.build({"augment_noise_snr": "30:10"})
@@ -194,7 +207,7 @@ def test_fine_tuning_with_every_augmentation_on_a_spectrogram_model(tmp_path: Pa
     run = audioclf.train(data=str(data), model=str(save_tiny("whisper", tmp_path / "base")), output=str(tmp_path / "run"),
                          strategy="finetune", epochs=2, batch_size=4, gradient_accumulation_steps=1,
                          spec_augment=0.2, augment_shift=0.1, augment_gain="-6:6", augment_speed=0.1,
-                         augment_crop=0.3, augment_noise_snr="10:30", validation_size=0)
+                         augment_crop=0.3, augment_noise_snr="10:30", augment_trim="10:35", validation_size=0)
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert not audioclf.Classifier.load(run).model._forward_pre_hooks  # the training-only masks are not saved
     assert "--augment-crop with Whisper" in caplog.text

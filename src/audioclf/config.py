@@ -74,6 +74,11 @@ class TrainConfig:
     head_learning_rate: float | None = _opt(
         None, "Peak learning rate of the new classification head (default: learning_rate)."
     )
+    augment_trim: str | None = _opt(
+        None, "Edge trim while training: each clip's quiet start and end cut at a random level LOW:HIGH dB below "
+        "its loudest 10 ms, e.g. 10:35 (for data cut by different segmenters, or clips cut tighter than the "
+        "training set's)."
+    )
     augment_speed: float = _opt(0.0, "Speed perturbation while training: up to this fraction faster/slower (0: off).")
     augment_noise_snr: str | None = _opt(None, "Background noise while training at a random SNR in LOW:HIGH dB.")
     augment_gain: str | None = _opt(None, "Random gain while training in LOW:HIGH dB, e.g. -6:6.")
@@ -124,6 +129,9 @@ class TrainConfig:
         _require(0 <= self.augment_speed < 0.5, "augment_speed", self.augment_speed, "a fraction in [0, 0.5)")
         self.noise_snr_range()
         parse_db_range(self.augment_gain, "augment_gain")
+        trim = parse_db_range(self.augment_trim, "augment_trim")
+        _require(trim is None or trim[0] > 0, "augment_trim", self.augment_trim,
+                 "LOW:HIGH dB below the loudest frame, with 0 < LOW <= HIGH")
         _require(0 <= self.augment_shift <= 5, "augment_shift", self.augment_shift, "seconds in [0, 5]")
         _require(self.augment_crop == 0 or self.augment_crop >= 0.1, "augment_crop", self.augment_crop,
                  "0 (off) or seconds >= 0.1")

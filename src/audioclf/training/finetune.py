@@ -40,7 +40,8 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     """Trainer over the whole model. With validation clips, every epoch is scored on them and the best is
     kept; without, the last. Past `deadline` (time.monotonic()), training stops after the current step."""
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
-                        parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop)
+                        parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop,
+                        parse_db_range(config.augment_trim, "augment_trim"))
     if config.augment_crop and is_whisper(extractor):
         log.warning("--augment-crop with Whisper: its head averages over the whole context, padding included, so "
                     "crops train on another mix of speech and padding than whole clips are predicted on; it "
