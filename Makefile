@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/memory.py $(BENCH_FLAGS)
 	$(PY) bench/accuracy.py $(BENCH_FLAGS)
 	$(PY) bench/accuracy_synth.py $(BENCH_FLAGS)
+	$(PY) bench/fsdd_transcribe.py $(BENCH_FLAGS)
 
 # The whole product offline: synthesize spoken banking intents, train, evaluate on unseen voices.
 demo: $(STAMP)

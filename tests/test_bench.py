@@ -109,3 +109,24 @@ def test_long_digit_calls_are_5_to_10_s_of_one_speakers_digit(tmp_path: Path) ->
         info = sf.info(call)
         assert info.samplerate == 16000 and 5.0 <= info.duration <= 10.0
         assert sf.read(call)[0].std() > 0.01  # speech, not the pauses alone
+
+
+@needs_shared
+def test_fsdd_transcribe_quick_scores_each_speaker(tmp_path: Path) -> None:
+    results = run_quick("fsdd_transcribe.py", tmp_path / "transcribe.json")
+    assert results["clips"] == 40 and set(results["lead_silence"]) == {"0.0 s", "0.3 s"}
+    for speakers in results["lead_silence"].values():
+        assert set(speakers) == {"george", "jackson", "lucas", "nicolas"}
+        for speaker in speakers.values():
+            assert set(speaker["per_digit"]) == set("0123456789")
+            assert speaker["recognized"] == pytest.approx(sum(speaker["per_digit"].values()) / 10, abs=0.001)
+    for cut in results["cut"].values():
+        assert 0 < cut["length_s"] < 3 and cut["first_10ms_db"] <= 0 and cut["last_10ms_db"] <= 0
+
+
+def test_transcripts_name_a_digit_only_when_they_name_exactly_one() -> None:
+    sys.path.insert(0, str(BENCH))
+    from fsdd_transcribe import heard_digit
+
+    assert [heard_digit(t) for t in (" Six.", " 6", "Oh", "eight.", " Peace.", "", "one two", "Thanks.")] == \
+        ["6", "6", "0", "8", None, None, None, None]
