@@ -1,5 +1,8 @@
 """Inference speed on CPU: the stock transformers pipeline (per clip) against audioclf's Classifier and its
-ONNX exports (float and int8), on the same FSDD files, with top-1 agreement.
+ONNX exports (float and int8), on the same FSDD files, with top-1 agreement. Beside the speeds, the compute:
+each model's forward-pass GFLOP per clip (counted by torch's FlopCounterMode at the clips' own lengths), the
+GFLOP/s each runner reaches, and this machine's float32 matrix-product rate, which bounds how much faster
+than the stock pipeline a float32 runner of the same model can be.
 
     python bench/inference.py            # 200 clips; whisper-tiny.en head fine-tuned 1 epoch first
     python bench/inference.py --quick    # 16 clips, whisper only, untrained head: checks the script
@@ -18,6 +21,7 @@ from _common import (WHISPER_TINY_EN, bench_parser, fsdd_clips, fsdd_manifest, p
                      require_shared, wav2vec2_base_digits_model, whisper_digits_model, write_results)
 
 LATENCY_CLIPS = 40  # clips timed one by one for p50/p95
+FLOP_SAMPLE_EVERY = 5  # FLOPs are counted on every 5th clip
 
 
 def main() -> None:
@@ -27,10 +31,10 @@ def main() -> None:
     require_shared()
     quiet_transformers()
     clips = fsdd_clips(("lucas", "nicolas"), 16 if args.quick else args.clips)
-    results: dict[str, Any] = {"clips": len(clips), "models": {}}
+    results: dict[str, Any] = {"clips": len(clips), "matmul_fp32_gflop_s": matmul_gflop_s(), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, build in model_builders(Path(tmp), args.quick).items():
-            results["models"][name] = bench_model(build(), Path(tmp) / name, clips)
+            results["models"][name] = bench_model(build(), Path(tmp) / name, clips, results["matmul_fp32_gflop_s"])
     show(results)
     print(f"wrote {write_results('inference', results, args.output)}")
 
@@ -52,7 +56,7 @@ def model_builders(tmp: Path, quick: bool) -> dict[str, Callable[[], Path]]:
             "whisper-tiny.en (1 s context), head trained 1 epoch": whisper}
 
 
-def bench_model(model_dir: Path, work: Path, clips: list[Path]) -> dict[str, Any]:
+def bench_model(model_dir: Path, work: Path, clips: list[Path], matmul_gflop_s: float) -> dict[str, Any]:
     import audioclf
     from audioclf.inference import Classifier
 
@@ -70,9 +74,44 @@ def bench_model(model_dir: Path, work: Path, clips: list[Path]) -> dict[str, Any
         row["top1_agreement_vs_stock"] = round(float(np.mean(row["labels"] == stock["labels"])), 4)
     int8, fp32 = figures["audioclf ONNX int8"], figures["audioclf ONNX float32"]
     int8["top1_agreement_vs_onnx_float32"] = round(float(np.mean(int8["labels"] == fp32["labels"])), 4)
+    gflop = forward_gflop_per_clip(model_dir, clips[::FLOP_SAMPLE_EVERY])
     for row in figures.values():
         row.pop("labels")
-    return {"runners": figures, "onnx_size_mb": sizes}
+        row["gflop_s"] = round(row["clips_per_s"] * gflop, 1)
+    return {"runners": figures, "onnx_size_mb": sizes, "forward_gflop_per_clip": round(gflop, 3),
+            "fp32_ceiling_vs_stock": round(matmul_gflop_s / stock["gflop_s"], 2)}
+
+
+def forward_gflop_per_clip(model_dir: Path, clips: list[Path]) -> float:
+    """Mean GFLOP of one forward pass per clip, each at its own length as the stock pipeline runs it."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from audioclf.audio import load_audio
+
+    model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(model_dir)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():  # not inference_mode: weight-norm parametrizations fail under it with the counter
+        for clip in clips:
+            model(**extractor(load_audio(clip, extractor.sampling_rate), sampling_rate=extractor.sampling_rate,
+                              return_tensors="pt"))
+    return counter.get_total_flops() / len(clips) / 1e9
+
+
+def matmul_gflop_s(size: int = 2048, repeats: int = 20) -> float:
+    """This machine's float32 matrix-product rate through torch (its default threads): a practical ceiling
+    for float32 inference, whose time goes mostly to matrix products and convolutions."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return round(2 * size**3 * repeats / (time.perf_counter() - start) / 1e9, 1)
 
 
 def stock_pipeline(model_dir: Path) -> Callable[[list[Path], int], np.ndarray]:
@@ -114,10 +153,13 @@ def show(results: dict[str, Any]) -> None:
     for model, figures in results["models"].items():
         print(f"\n{model}, {results['clips']} FSDD clips (ONNX sizes MB: {figures['onnx_size_mb']})")
         rows = [[name, r["clips_per_s"], f"{r['speedup_vs_stock']}x", r["p50_ms"], r["p95_ms"],
-                 r["top1_agreement_vs_stock"], r.get("top1_agreement_vs_onnx_float32", "")]
+                 r["top1_agreement_vs_stock"], r.get("top1_agreement_vs_onnx_float32", ""), r["gflop_s"]]
                 for name, r in figures["runners"].items()]
-        print_table(["runner", "clips/s", "vs stock", "p50 ms", "p95 ms", "top-1 = stock", "top-1 = ONNX fp32"],
-                    rows)
+        print_table(["runner", "clips/s", "vs stock", "p50 ms", "p95 ms", "top-1 = stock", "top-1 = ONNX fp32",
+                     "GFLOP/s"], rows)
+        print(f"{figures['forward_gflop_per_clip']} GFLOP per clip; at this machine's float32 matrix-product rate "
+              f"({results['matmul_fp32_gflop_s']} GFLOP/s) a float32 runner would be at most "
+              f"{figures['fp32_ceiling_vs_stock']}x the stock pipeline")
 
 
 if __name__ == "__main__":

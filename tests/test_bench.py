@@ -45,6 +45,11 @@ def test_inference_quick_writes_results(tmp_path: Path) -> None:
     assert runners["audioclf (PyTorch)"]["top1_agreement_vs_stock"] == 1.0  # same model, same scores
     assert all(r["clips_per_s"] > 0 and r["p50_ms"] <= r["p95_ms"] for r in runners.values())
     assert figures["onnx_size_mb"]["int8"] < figures["onnx_size_mb"]["float32"]
+    assert results["matmul_fp32_gflop_s"] > 0 and figures["forward_gflop_per_clip"] > 0
+    for r in runners.values():  # each figure rounded
+        assert r["gflop_s"] == pytest.approx(r["clips_per_s"] * figures["forward_gflop_per_clip"], rel=0.002, abs=0.06)
+    stock = runners["stock pipeline, per clip"]["gflop_s"]
+    assert figures["fp32_ceiling_vs_stock"] == pytest.approx(results["matmul_fp32_gflop_s"] / stock, rel=0.02)
 
 
 @needs_shared
