@@ -1,8 +1,9 @@
-"""Inference speed on CPU: the stock transformers pipeline (per clip) against audioclf's Classifier and its
-ONNX exports (float and int8), on the same FSDD files, with top-1 agreement. Beside the speeds, the compute:
-each model's forward-pass GFLOP per clip (counted by torch's FlopCounterMode at the clips' own lengths), the
-GFLOP/s each runner reaches, and this machine's float32 matrix-product rate, which bounds how much faster
-than the stock pipeline a float32 runner of the same model can be.
+"""Inference speed on CPU: the stock transformers pipeline (per clip) against audioclf's Classifier (float32
+and under `--bf16`) and its ONNX exports (float and int8), on the same FSDD files, with top-1 agreement.
+Beside the speeds, the compute: each model's forward-pass GFLOP per clip (counted by torch's FlopCounterMode
+at the clips' own lengths), the GFLOP/s each runner reaches, and this machine's float32 and bfloat16
+matrix-product rates; the float32 rate bounds how much faster than the stock pipeline a float32 runner of
+the same model can be.
 
     python bench/inference.py            # 200 clips; whisper-tiny.en head fine-tuned 1 epoch first
     python bench/inference.py --quick    # 16 clips, whisper only, untrained head: checks the script
@@ -31,7 +32,11 @@ def main() -> None:
     require_shared()
     quiet_transformers()
     clips = fsdd_clips(("lucas", "nicolas"), 16 if args.quick else args.clips)
-    results: dict[str, Any] = {"clips": len(clips), "matmul_fp32_gflop_s": matmul_gflop_s(), "models": {}}
+    from audioclf.models import native_bf16
+
+    results: dict[str, Any] = {"clips": len(clips), "matmul_fp32_gflop_s": matmul_gflop_s(),
+                               "matmul_bf16_gflop_s": matmul_gflop_s(dtype="bfloat16"),
+                               "cpu_native_bf16": native_bf16(), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, build in model_builders(Path(tmp), args.quick).items():
             results["models"][name] = bench_model(build(), Path(tmp) / name, clips, results["matmul_fp32_gflop_s"])
@@ -61,7 +66,8 @@ def bench_model(model_dir: Path, work: Path, clips: list[Path], matmul_gflop_s: 
     from audioclf.inference import Classifier
 
     runners = {"stock pipeline, per clip": stock_pipeline(model_dir),
-               "audioclf (PyTorch)": classifier_runner(Classifier.load(model_dir))}
+               "audioclf (PyTorch)": classifier_runner(Classifier.load(model_dir)),
+               "audioclf (PyTorch, --bf16)": classifier_runner(Classifier.load(model_dir, bf16=True))}
     sizes = {}
     for quantize in (None, "int8"):
         exported = audioclf.export(model_dir, work / f"onnx-{quantize or 'float'}", quantize=quantize)
@@ -100,12 +106,12 @@ def forward_gflop_per_clip(model_dir: Path, clips: list[Path]) -> float:
     return counter.get_total_flops() / len(clips) / 1e9
 
 
-def matmul_gflop_s(size: int = 2048, repeats: int = 20) -> float:
-    """This machine's float32 matrix-product rate through torch (its default threads): a practical ceiling
-    for float32 inference, whose time goes mostly to matrix products and convolutions."""
+def matmul_gflop_s(size: int = 2048, repeats: int = 20, dtype: str = "float32") -> float:
+    """This machine's matrix-product rate through torch (its default threads): a practical ceiling for
+    inference in that dtype, whose time goes mostly to matrix products and convolutions."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = (torch.randn(size, size, dtype=getattr(torch, dtype)) for _ in range(2))
     for _ in range(3):
         a @ b
     start = time.perf_counter()
@@ -159,7 +165,8 @@ def show(results: dict[str, Any]) -> None:
                      "GFLOP/s"], rows)
         print(f"{figures['forward_gflop_per_clip']} GFLOP per clip; at this machine's float32 matrix-product rate "
               f"({results['matmul_fp32_gflop_s']} GFLOP/s) a float32 runner would be at most "
-              f"{figures['fp32_ceiling_vs_stock']}x the stock pipeline")
+              f"{figures['fp32_ceiling_vs_stock']}x the stock pipeline (bfloat16 products: "
+              f"{results['matmul_bf16_gflop_s']} GFLOP/s, native: {results['cpu_native_bf16']})")
 
 
 if __name__ == "__main__":

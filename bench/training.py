@@ -10,7 +10,8 @@ else), `Trainer(processing_class=feature_extractor)` and its default padding col
 Two data sets: FSDD clips (0.2-1 s) and 5-10 s calls made from them (`_common.long_digit_calls`). On the
 calls the guide keeps 1 s of each clip and audioclf, by default, all of it (up to `--max-duration` 10 s),
 so the default is not like for like there: audioclf at `--max-duration 1` is timed too (wav2vec2; Whisper
-sees whole clips in both recipes).
+sees whole clips in both recipes). On the FSDD clips audioclf is also timed with `--bf16` (bfloat16
+autocast; faster only on a CPU with native bfloat16, which the results record).
 
     python bench/training.py            # FSDD: wav2vec2-base config on 160 clips, whisper-tiny.en on 48;
                                         # 16 calls each; 3 epochs
@@ -41,7 +42,10 @@ def main() -> None:
     require_shared()
     quiet_transformers()
     sizes = {"wav2vec2": 16 if args.quick else 160, "whisper": 16 if args.quick else 48}
-    results: dict[str, Any] = {"batch_size": BATCH, "epochs": epochs, "models": {}, "long_calls": {}}
+    from audioclf.models import native_bf16
+
+    results: dict[str, Any] = {"batch_size": BATCH, "epochs": epochs, "cpu_native_bf16": native_bf16(), "models": {},
+                               "long_calls": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         eval_clips = fsdd_clips(("lucas",), 16)
@@ -52,7 +56,7 @@ def main() -> None:
                   "whisper-tiny.en": (WHISPER_TINY_EN, "whisper")}
         for name, (model, kind) in models.items():
             train_clips = fsdd_clips(("george", "jackson"), sizes[kind])
-            results["models"][name] = compare(model, train_clips, eval_clips, work / f"fsdd-{kind}", epochs)
+            results["models"][name] = compare(model, train_clips, eval_clips, work / f"fsdd-{kind}", epochs, bf16=True)
             results["long_calls"][name] = compare(model, train_calls, eval_calls, work / f"calls-{kind}", epochs,
                                                   like_guide=kind == "wav2vec2")
     show(results)
@@ -60,13 +64,17 @@ def main() -> None:
 
 
 def compare(model: Path, train: list[Path], evaluation: list[Path], out: Path, epochs: int,
-            like_guide: bool = False) -> dict[str, Any]:
+            like_guide: bool = False, bf16: bool = False) -> dict[str, Any]:
     """The guide's recipe and audioclf's default on the same clips; with `like_guide`, audioclf cut to the
-    guide's 1 s as well."""
+    guide's 1 s as well; with `bf16`, audioclf under --bf16 as well."""
     guide = guide_recipe(model, train, evaluation, out / "guide", epochs)
     ours = audioclf_default(model, train, evaluation, out / "audioclf", epochs)
     figures = {"train_clips": len(train), "guide recipe": guide, "audioclf": ours,
                "speedup": round(guide["train_runtime_s"] / ours["train_runtime_s"], 2)}
+    if bf16:
+        half = audioclf_default(model, train, evaluation, out / "audioclf-bf16", epochs, bf16=True)
+        figures |= {"audioclf --bf16": half,
+                    "speedup_bf16": round(guide["train_runtime_s"] / half["train_runtime_s"], 2)}
     if like_guide:
         cut = audioclf_default(model, train, evaluation, out / "audioclf-1s", epochs, max_duration=1.0)
         figures |= {"audioclf, 1 s like the guide": cut,
@@ -135,7 +143,12 @@ def show(results: dict[str, Any]) -> None:
     headers = ["model", "clips", "guide s", "s/epoch", "clips/s", "audioclf s", "s/epoch", "clips/s", "speedup"]
     print(f"training, {results['epochs']} epochs, batch {results['batch_size']}, "
           f"FSDD clips ({results['eval_clips']} eval)")
-    print_table(headers, [row(name, r, "audioclf", r["speedup"]) for name, r in results["models"].items()])
+    rows = []
+    for name, r in results["models"].items():
+        rows += [row(name, r, "audioclf", r["speedup"]), row(f"{name}, audioclf --bf16", r, "audioclf --bf16",
+                                                              r["speedup_bf16"])]
+    print_table(headers, rows)
+    print(f"(bfloat16 native on this CPU: {results['cpu_native_bf16']})")
     print(f"\n5-10 s calls ({results['eval_calls']} eval): the guide keeps 1 s of each, audioclf all of it "
           "(default) or 1 s (like the guide)")
     rows = []

@@ -39,10 +39,11 @@ def test_inference_quick_writes_results(tmp_path: Path) -> None:
     (model, figures), = results["models"].items()
     assert results["clips"] == 16 and "whisper" in model
     runners = figures["runners"]
-    assert set(runners) == {"stock pipeline, per clip", "audioclf (PyTorch)", "audioclf ONNX float32",
-                            "audioclf ONNX int8"}
+    assert set(runners) == {"stock pipeline, per clip", "audioclf (PyTorch)", "audioclf (PyTorch, --bf16)",
+                            "audioclf ONNX float32", "audioclf ONNX int8"}
     assert runners["stock pipeline, per clip"]["speedup_vs_stock"] == 1.0
     assert runners["audioclf (PyTorch)"]["top1_agreement_vs_stock"] == 1.0  # same model, same scores
+    assert isinstance(results["cpu_native_bf16"], bool) and results["matmul_bf16_gflop_s"] > 0
     assert all(r["clips_per_s"] > 0 and r["p50_ms"] <= r["p95_ms"] for r in runners.values())
     assert figures["onnx_size_mb"]["int8"] < figures["onnx_size_mb"]["float32"]
     assert results["matmul_fp32_gflop_s"] > 0 and figures["forward_gflop_per_clip"] > 0
@@ -63,11 +64,13 @@ def test_cold_start_quick_writes_results(tmp_path: Path) -> None:
 def test_training_quick_writes_results(tmp_path: Path) -> None:
     results = run_quick("training.py", tmp_path / "training.json")
     assert results["eval_calls"] == 4 and set(results["long_calls"]) == set(results["models"])
+    assert isinstance(results["cpu_native_bf16"], bool)
     for data, clips in (("models", 16), ("long_calls", 4)):
         for name, figures in results[data].items():
             assert figures["train_clips"] == clips
             ours = {"audioclf": "speedup"} | ({"audioclf, 1 s like the guide": "speedup_1s"}
                                               if data == "long_calls" and name.startswith("wav2vec2") else {})
+            ours |= {"audioclf --bf16": "speedup_bf16"} if data == "models" else {}
             assert set(figures) == {"train_clips", "guide recipe", *ours, *ours.values()}
             for side, speedup in ours.items():
                 assert figures["guide recipe"]["train_runtime_s"] > 0 and figures[side]["clips_per_s"] > 0

@@ -86,10 +86,12 @@ def test_predict_and_serve_run_the_exported_folder(trained_run: tuple[Path, Path
     assert answer.json()["predictions"][0]["label"] == predicted
 
 
-def test_export_refuses_to_overwrite_or_re_export(exported: Path, trained_run: tuple[Path, Path],
+def test_export_refuses_to_overwrite_or_re_export_and_bf16_is_refused(exported: Path, trained_run: tuple[Path, Path],
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(trained_run[0]), "--output", str(exported)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["export", str(exported), "--output", str(exported.parent / "again")]) == 2
     assert "already an ONNX export" in capsys.readouterr().err
     assert not (exported.parent / "again").exists()
+    assert main(["predict", str(exported), str(next(trained_run[1].rglob("*.wav"))), "--bf16"]) == 2
+    assert "bf16 applies to PyTorch models" in capsys.readouterr().err

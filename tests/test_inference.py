@@ -91,3 +91,28 @@ def test_incomplete_run_folder_is_refused(trained_run: tuple[Path, Path], tmp_pa
     (copy / "run.json").write_text(json.dumps({**status, "status": "running"}))
     with pytest.raises(RuntimeError, match="did not complete"):
         Classifier.load(copy)
+
+
+def test_bf16_runs_whisper_whose_feature_extraction_stays_float32(tmp_path: Path) -> None:
+    from tiny_models import save_tiny
+
+    folder = save_tiny("whisper", tmp_path / "whisper")
+    waves = [tone(440, 0.5, 16000, np.random.default_rng(0))]
+    full = Classifier.load(folder).probabilities(waves)
+    half = Classifier.load(folder, bf16=True).probabilities(waves)  # Whisper's extractor fails in bfloat16
+    assert not np.array_equal(full, half)
+    np.testing.assert_allclose(half, full, atol=0.05)
+
+
+def test_bf16_runs_under_autocast_and_keeps_the_labels(trained_run: tuple[Path, Path]) -> None:
+    import torch
+
+    run, data = trained_run
+    clips = sorted(data.rglob("*.wav"))
+    full = Classifier.load(run).probabilities([Classifier.load(run).prepare(p) for p in clips])
+    clf = Classifier.load(run, bf16=True)
+    half = clf.probabilities([clf.prepare(p) for p in clips])
+    assert not np.array_equal(full, half)  # bfloat16 arithmetic did run
+    np.testing.assert_allclose(half, full, atol=0.05)
+    assert (half.argmax(1) == full.argmax(1)).all()
+    assert clf.model.dtype == torch.float32  # autocast: the weights stay float32

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -230,3 +231,27 @@ def test_clips_too_short_for_the_encoder_are_skipped_by_name(tmp_path: Path, tin
     status = json.loads((run / "run.json").read_text())
     assert status["num_skipped"] == 1
     assert "blip.wav" in status["skipped"][0] and "too short for this model" in status["skipped"][0]
+
+
+def test_bf16_fine_tuning_trains_under_autocast_and_saves_float32(tmp_path: Path, tiny_wav2vec2: Path) -> None:
+    from safetensors import safe_open
+
+    import audioclf
+
+    linear_outputs: set[torch.dtype] = set()
+
+    def record(module: torch.nn.Module, args: Any, out: Any) -> None:
+        if isinstance(module, torch.nn.Linear) and module.training:
+            linear_outputs.add(out.dtype)
+
+    data = write_tone_folder(tmp_path / "tones", per_label=4, rate=16000)
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        run = audioclf.train(data=str(data), model=str(tiny_wav2vec2), output=str(tmp_path / "run"), bf16=True,
+                             strategy="finetune", epochs=1, batch_size=4, gradient_accumulation_steps=1)
+    finally:
+        hook.remove()
+    assert linear_outputs == {torch.bfloat16}
+    with safe_open(str(run / "model.safetensors"), "pt") as saved:
+        assert {saved.get_slice(name).get_dtype() for name in saved.keys()} == {"F32"}
+    assert "bf16: true" in (run / "config.yaml").read_text()

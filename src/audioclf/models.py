@@ -1,4 +1,4 @@
-"""Models: load any audio-classification architecture with our labels, float32, Whisper context cut."""
+"""Models: load any audio-classification architecture with our labels, float32, Whisper context cut; bf16 support."""
 
 from __future__ import annotations
 
@@ -67,6 +67,20 @@ def load_for_training(
         ignore_mismatched_sizes=True,
         trust_remote_code=trust_remote_code,
     )
+
+
+BF16_EMULATED = ("--bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so it is emulated, slower than "
+                 "float32; leave --bf16 off here")
+
+
+def native_bf16() -> bool:
+    """Whether bfloat16 autocast runs natively here: CUDA, or a CPU with AVX-512 BF16 or AMX (elsewhere
+    it is emulated, slower than float32)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def load_for_inference(path: str, trust_remote_code: bool = False) -> PreTrainedModel:

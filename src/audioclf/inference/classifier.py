@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from audioclf.audio import AudioSource, load_audio
+from audioclf.config import ConfigError
 from audioclf.features import load_feature_extractor, padding_changes_output
 from audioclf.features import sampling_rate as extractor_rate
 from audioclf.inference.exact_batching import length_aware_encoder_needed, run_batch
 from audioclf.models import min_input_samples
+
+log = logging.getLogger("audioclf")
 
 Prediction = list[dict[str, Any]]
 
@@ -24,8 +28,10 @@ class Classifier:
     [[{'label': 'balance', 'score': 0.91}, ...]]
     """
 
-    def __init__(self, model: Any, extractor: Any, max_duration: float | None = None, name: str = "") -> None:
+    def __init__(self, model: Any, extractor: Any, max_duration: float | None = None, name: str = "",
+                 bf16: bool = False) -> None:
         self.model = model.eval()
+        self.bf16 = bf16  # forward passes under bfloat16 autocast (PyTorch models)
         self.extractor = extractor
         self.max_duration = max_duration
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
@@ -35,21 +41,27 @@ class Classifier:
         self.min_samples = min_input_samples(model.config)
 
     @classmethod
-    def load(cls, path: str | Path, trust_remote_code: bool = False) -> Classifier:
+    def load(cls, path: str | Path, trust_remote_code: bool = False, bf16: bool = False) -> Classifier:
         """Load a run folder, any transformers audio-classification folder (safetensors), or a folder
-        made by `export_onnx` (runs on onnxruntime)."""
+        made by `export_onnx` (runs on onnxruntime). `bf16`: run a PyTorch model under bfloat16 autocast,
+        faster on a CPU with native bfloat16 (AVX-512 BF16 or AMX), slower on others."""
         from audioclf.inference.onnx import OnnxModel, is_onnx_folder
-        from audioclf.models import load_for_inference
+        from audioclf.models import BF16_EMULATED, load_for_inference, native_bf16
         from audioclf.runs import require_model_folder, run_max_duration
 
         path = Path(path)
         require_model_folder(path)
         extractor = load_feature_extractor(str(path), trust_remote_code=trust_remote_code)
         if is_onnx_folder(path):
+            if bf16:
+                raise ConfigError(f"{path} is an ONNX export, run by onnxruntime: bf16 applies to PyTorch models "
+                                  "(use the folder it was exported from, or --quantize int8 for a faster export)")
             model = OnnxModel(path)
         else:
             model = load_for_inference(str(path), trust_remote_code=trust_remote_code)
-        return cls(model, extractor, max_duration=run_max_duration(path), name=path.name)
+            if bf16 and not native_bf16():
+                log.warning(BF16_EMULATED)
+        return cls(model, extractor, max_duration=run_max_duration(path), name=path.name, bf16=bf16)
 
     @property
     def labels(self) -> list[str]:
@@ -86,7 +98,7 @@ class Classifier:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress):
                 outputs, _ = run_batch(self.model, self.extractor, [waves[i] for i in batch],
-                                       self.uses_length_aware_encoder)
+                                       self.uses_length_aware_encoder, bf16=self.bf16)
                 out[batch] = torch.softmax(outputs.logits.float(), dim=-1).numpy()
         return out
 

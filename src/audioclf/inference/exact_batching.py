@@ -11,7 +11,7 @@ convolution, attention, the head's mean pooling).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator, Sequence
 
 # Model types whose code after the feature encoder masks padded frames exactly (tests/test_exact_batching.py
@@ -85,14 +85,15 @@ def length_aware_encoder_needed(model: Any, extractor: Any) -> bool:
     return padding_changes_output(extractor) and supports_exact_batching(model)
 
 
-def run_batch(model: Any, extractor: Any, waves: Sequence[Any], length_aware_encoder: bool,
+def run_batch(model: Any, extractor: Any, waves: Sequence[Any], length_aware_encoder: bool, bf16: bool = False,
               **kwargs: Any) -> tuple[Any, Any]:
-    """The model's outputs on one batch of waveforms (`kwargs` go to the model), and the features it got."""
+    """The model's outputs on one batch of waveforms (`kwargs` go to the model), and the features it got.
+    `bf16`: the model (not the feature extraction, which Whisper's does in torch) under bfloat16 autocast."""
+    import torch
+
     from audioclf.features import extract_features
 
-    if not length_aware_encoder:
-        features = extract_features(extractor, waves)
-        return model(**features, **kwargs), features
-    features = extract_features(extractor, waves, attention_mask=True)
-    with clip_lengths(model, [len(wave) for wave in waves]):
+    features = extract_features(extractor, waves, attention_mask=True if length_aware_encoder else None)
+    lengths = clip_lengths(model, [len(wave) for wave in waves]) if length_aware_encoder else nullcontext()
+    with lengths, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         return model(**features, **kwargs), features

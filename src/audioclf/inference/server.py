@@ -66,6 +66,7 @@ class ServeOptions:
     max_batch: int = 8
     batch_window_ms: float = 5.0
     queue_limit: int = 64
+    bf16: bool = False
     trust_remote_code: bool = False
 
     def validate(self) -> ServeOptions:
@@ -128,7 +129,7 @@ class ModelState:
         try:
             if self.classifier is None:
                 self.classifier = await asyncio.to_thread(
-                    Classifier.load, self.source, self.options.trust_remote_code)
+                    Classifier.load, self.source, self.options.trust_remote_code, self.options.bf16)
         except Exception as err:  # reported by /readyz and every request, not a dead process
             self.load_error = f"{type(err).__name__}: {err}"
             log.error("could not load %s: %s", self.source, self.load_error)

@@ -16,6 +16,7 @@ from audioclf import runs
 from audioclf.config import TrainConfig, parse_db_range
 from audioclf.evaluation import accuracy
 from audioclf.features import is_whisper, pads_to_fixed_length, sampling_rate
+from audioclf.models import BF16_EMULATED, native_bf16
 from audioclf.training.augment import Augmenter
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
 from audioclf.training.encoder_cache import (EncodedClipDataset, EncodedCollator, can_cache_encoder_outputs,
@@ -42,6 +43,8 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
                         parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop,
                         parse_db_range(config.augment_trim, "augment_trim"))
+    if config.bf16 and not native_bf16():
+        log.warning(BF16_EMULATED)
     if config.augment_crop and is_whisper(extractor):
         log.warning("--augment-crop with Whisper: its head averages over the whole context, padding included, so "
                     "crops train on another mix of speech and padding than whole clips are predicted on; it "
@@ -137,13 +140,14 @@ def _build_trainer(config: TrainConfig, run_dir: Path, model: Any, extractor: An
         metric_for_best_model="accuracy" if has_eval else None,
         save_total_limit=2,
         seed=config.seed,
+        bf16=config.bf16,
         dataloader_num_workers=config.num_workers,
         train_sampling_strategy="random" if pads_to_fixed_length(extractor) else "group_by_length",
         remove_unused_columns=False,
         report_to="none",
         disable_tqdm=False,  # transformers ties it to its log level, which the CLI lowers
         dataloader_pin_memory=_cuda_available(),
-        use_cpu=_cpu_processes_launched(),
+        use_cpu=_must_name_cpu(config.bf16),
     )
     trainer = Trainer(
         model=model,
@@ -205,6 +209,7 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _cpu_processes_launched() -> bool:
-    """Under torchrun without CUDA, Trainer runs DDP over gloo only when told to use the CPU."""
-    return not _cuda_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+def _must_name_cpu(bf16: bool) -> bool:
+    """Without CUDA, Trainer runs DDP over gloo (under torchrun) and bfloat16 autocast only when told to use
+    the CPU."""
+    return not _cuda_available() and (bf16 or int(os.environ.get("WORLD_SIZE", "1")) > 1)
