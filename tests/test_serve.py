@@ -296,3 +296,17 @@ def test_each_worker_process_builds_the_app_from_the_environment(trained_run: tu
         wav = wav_bytes(tone(220.0, 0.5, 16000, np.random.default_rng(3)))
         answer = worker.post("/v1/classify", content=wav, headers={"content-type": "audio/wav"}).json()
     assert len(answer["predictions"]) == 1  # the worker got top_k=1 from the environment
+
+
+def test_bf16_option_serves_the_bfloat16_scores(trained_run: tuple[Path, Path]) -> None:
+    wave = tone(220.0, 0.5, 16000, np.random.default_rng(4))
+    with TestClient(create_app(str(trained_run[0]), ServeOptions(bf16=True, top_k=1))) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        served = client.post("/v1/classify", content=wav_bytes(wave), headers={"content-type": "audio/wav"}).json()
+    score = served["predictions"][0]["score"]
+    decoded, _ = sf.read(io.BytesIO(wav_bytes(wave)), dtype="float32")  # what the server scored
+    half, full = (Classifier.load(trained_run[0], bf16=bf16).predict([decoded], top_k=1)[0][0]["score"]
+                  for bf16 in (True, False))
+    assert score == pytest.approx(half, abs=1e-6) and half != full
