@@ -30,8 +30,8 @@ class Classifier:
 
     def __init__(self, model: Any, extractor: Any, max_duration: float | None = None, name: str = "",
                  bf16: bool = False) -> None:
-        self.model = model.eval()
         self.bf16 = bf16  # forward passes under bfloat16 autocast (PyTorch models)
+        self.model = _in_bfloat16(model) if bf16 else model.eval()
         self.extractor = extractor
         self.max_duration = max_duration
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
@@ -108,6 +108,14 @@ class Classifier:
         order = np.argsort(-scores, kind="stable")[:top_k]
         labels = self.labels
         return [{"label": labels[i], "score": float(scores[i])} for i in order]
+
+
+def _in_bfloat16(model: Any) -> Any:
+    """The model with its weights cast to bfloat16 once: autocast alone casts every weight again in every
+    batch (bench/inference.py, wav2vec2-base config: 2.81x the stock pipeline that way, 3.16x this way)."""
+    import torch
+
+    return model.eval().to(torch.bfloat16)
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, equal_lengths_only: bool) -> list[list[int]]:
