@@ -255,3 +255,22 @@ def test_bf16_fine_tuning_trains_under_autocast_and_saves_float32(tmp_path: Path
     with safe_open(str(run / "model.safetensors"), "pt") as saved:
         assert {saved.get_slice(name).get_dtype() for name in saved.keys()} == {"F32"}
     assert "bf16: true" in (run / "config.yaml").read_text()
+
+
+def test_length_grouped_sampler_takes_known_lengths_without_reading_items(tmp_path: Path,
+                                                                          tiny_wav2vec2: Path) -> None:
+    from audioclf.training.dataset import DecodedClips
+    from audioclf.training.finetune import TrainingData, _build_trainer
+
+    lengths = [1600, 8000, 4000, 12000, 2400, 6400]
+    clips = DecodedClips([np.zeros(n, np.float32) for n in lengths], [0, 1] * 3, [f"c{i}" for i in range(6)], lengths)
+    reads: list[int] = []
+    dataset = ClipDataset(clips, "input_values", augment=lambda wave: reads.append(len(wave)) or wave)
+    extractor = load_feature_extractor(str(tiny_wav2vec2))
+    model = load_for_training(str(tiny_wav2vec2), ["a", "b"])
+    trainer = _build_trainer(TrainConfig(batch_size=2, gradient_accumulation_steps=1), tmp_path, model, extractor,
+                             TrainingData(dataset, None, AudioCollator(extractor, "input_values")), None)
+    sampler = trainer._get_train_sampler()
+    assert sampler.lengths == lengths and not reads  # transformers' own sampler would augment every clip once
+    order = list(sampler)
+    assert sorted(order) == list(range(6)) and order[0] == lengths.index(max(lengths))  # longest batch first

@@ -88,8 +88,8 @@ def _from_cache(waves: CachedWaves, meta: dict[str, Any], label2id: dict[str, in
 
 
 class ClipDataset:
-    """A map-style dataset over decoded clips. Items carry the raw waveform under the model's input
-    name, so transformers' length-grouped sampler can read lengths without extracting features."""
+    """A map-style dataset over decoded clips: items carry the raw waveform under the model's input name;
+    `lengths` (in samples) lets the length-grouped sampler order them without reading any."""
 
     def __init__(
         self, clips: DecodedClips, input_name: str, augment: Callable[[np.ndarray], np.ndarray] | None = None
@@ -100,6 +100,10 @@ class ClipDataset:
 
     def __len__(self) -> int:
         return len(self.clips.waves)
+
+    @property
+    def lengths(self) -> list[int]:
+        return self.clips.lengths
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         wave = self.clips.waves[index]

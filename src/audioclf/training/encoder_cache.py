@@ -113,8 +113,8 @@ def frozen_encoder_outputs(model: Any, extractor: Any, batch_size: int,
 
 
 class EncodedClipDataset:
-    """Items of cached encoder outputs under the model's input name (frames first, so transformers'
-    length-grouped sampler reads their length), with labels and the clip's length in samples."""
+    """Items of cached encoder outputs under the model's input name (frames first), with labels and the
+    clip's length in samples; `lengths` orders them for the length-grouped sampler."""
 
     def __init__(self, encoded: Sequence[np.ndarray], clips: DecodedClips, input_name: str) -> None:
         self.encoded = encoded
@@ -123,6 +123,10 @@ class EncodedClipDataset:
 
     def __len__(self) -> int:
         return len(self.encoded)
+
+    @property
+    def lengths(self) -> list[int]:
+        return self.clips.lengths
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {self.input_name: self.encoded[index], "labels": self.clips.labels[index],

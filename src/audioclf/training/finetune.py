@@ -91,6 +91,22 @@ def _training_data(model: Any, extractor: Any, config: TrainConfig, train: Decod
                            EncodedCollator(input_name)), seconds
 
 
+class KnownLengthsTrainer(Trainer):
+    """Trainer whose length-grouped sampler takes the dataset's known clip lengths. Written by hand because
+    transformers, for a dataset that is not a `datasets.Dataset`, reads every training item once to measure
+    it before training starts: a pass over the disk cache, and over the augmenter, for nothing."""
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    lengths=list(lengths))
+
+
 class TimeBudget(TrainerCallback):
     """Stop after the step that runs past the deadline; the epoch's evaluation and checkpoint still happen,
     so the best epoch so far is what is kept."""
@@ -149,7 +165,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, model: Any, extractor: An
         dataloader_pin_memory=_cuda_available(),
         use_cpu=_must_name_cpu(config.bf16),
     )
-    trainer = Trainer(
+    trainer = KnownLengthsTrainer(
         model=model,
         args=args,
         train_dataset=data.train,
