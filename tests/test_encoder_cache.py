@@ -60,7 +60,7 @@ def test_batches_of_cached_outputs_score_as_each_clip_alone(kind: str, store: st
     with torch.inference_mode():
         alone = torch.cat([run_batch(model, extractor, [w], length_aware_encoder=False)[0].logits
                            for w in clips.waves])
-    with frozen_encoder_outputs(model, extractor, 3, clips) as ([encoded], seconds):
+    with frozen_encoder_outputs(model, extractor, 3, False, clips) as ([encoded], seconds):
         assert [len(frames) for frames in encoded] == [int(n) for n in
                                                       model._get_feat_extract_output_lengths(torch.tensor(clips.lengths))]
         batch = EncodedCollator("input_values")([EncodedClipDataset(encoded, clips, "input_values")[i] for i in range(4)])
@@ -94,3 +94,14 @@ def test_fine_tuning_uses_the_cache_unless_waveforms_change(augment: dict, tmp_p
     assert used == (not augment)
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert audioclf.Classifier.load(run).predict([tone(300, 0.5, 16000, np.random.default_rng(0))])[0]
+
+
+def test_bf16_encoder_pass_runs_in_bfloat16_and_keeps_float32_outputs(tmp_path: Path) -> None:
+    model, extractor = _model("wav2vec2", tmp_path / "m")
+    clips = _clips(None)
+    with frozen_encoder_outputs(model, extractor, 3, False, clips) as ([full], _), \
+            frozen_encoder_outputs(model, extractor, 3, True, clips) as ([half], _):
+        assert all(frames.dtype == np.float32 for frames in half)
+        assert not all(np.array_equal(a, b) for a, b in zip(full, half))
+        for a, b in zip(full, half):
+            np.testing.assert_allclose(b, a, atol=0.1 * float(np.abs(a).max()))

@@ -72,3 +72,14 @@ def test_probe_first_then_fine_tune_starts_from_the_probed_head(tones: Path, tmp
     status = json.loads((run / "run.json").read_text())
     assert status["strategy"] == "finetune" and status["status"] == "complete"
     assert Classifier.load(run).model.config.use_weighted_layer_sum
+
+
+def test_bf16_probe_states_are_close_to_float32(tones: Path, tmp_path: Path) -> None:
+    clf = Classifier.load(save_tiny("wav2vec2", tmp_path / "base"))
+    loaded = load_data(str(tones))
+    clips = decode_records(loaded.records[:6], {n: i for i, n in enumerate(sorted({r.label for r in loaded.records}))},
+                           clf.rate, 10.0)
+    full = pooled_layer_states(clf.model, clf.extractor, clips)
+    half = pooled_layer_states(clf.model, clf.extractor, clips, bf16=True)
+    assert half.dtype == np.float32 and not np.array_equal(full, half)
+    np.testing.assert_allclose(half, full, atol=0.05 * float(np.abs(full).max()))

@@ -100,8 +100,9 @@ class TrainConfig:
     weight_decay: float = _opt(0.0, "AdamW weight decay.")
     seed: int = _opt(42, "Seed for the split, initialisation and data order.")
     bf16: bool = _opt(
-        False, "Fine-tune under bfloat16 autocast (weights and optimizer stay float32): faster on a CPU with native "
-        "bfloat16 (AVX-512 BF16 or AMX) and on recent GPUs, slower on other CPUs."
+        False, "Train under bfloat16 autocast (fine-tuning, and the frozen encoder passes of the probe and of the "
+        "feature-encoder cache; weights and optimizer stay float32): faster on a CPU with native bfloat16 "
+        "(AVX-512 BF16 or AMX) and on recent GPUs, slower on other CPUs."
     )
     # --- output -----------------------------------------------------------------------------------
     output: str = _opt("runs/audioclf", "Run folder to write (model, metrics, plots, config, model card).")

@@ -41,9 +41,10 @@ def can_cache_encoder_outputs(model: Any) -> bool:
     return supports_exact_batching(model) if config.feat_extract_norm == "group" else True
 
 
-def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: int,
+                 bf16: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(clip index, its feature-encoder output as (frames, channels) float32) for every clip, in batches
-    of neighbouring lengths, each clip computed as if alone."""
+    of neighbouring lengths, each clip computed as if alone (`bf16`: under bfloat16 autocast)."""
     import torch
 
     order = np.argsort(clips.lengths, kind="stable")
@@ -55,7 +56,8 @@ def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: in
             lengths = [len(wave) for wave in waves]
             features = extract_features(extractor, waves, attention_mask=True)
             values = features[extractor.model_input_names[0]].to(model.device, model.dtype)
-            with clip_lengths(model, lengths) if group_norm else nullcontext():
+            with clip_lengths(model, lengths) if group_norm else nullcontext(), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 hidden = model.base_model.feature_extractor(values)
             frames = model.base_model._get_feat_extract_output_lengths(torch.tensor(lengths))
             for row, index in enumerate(rows):
@@ -92,7 +94,7 @@ def _keep(pairs: Iterator[tuple[int, np.ndarray]], count: int, channels: int,
 
 
 @contextmanager
-def frozen_encoder_outputs(model: Any, extractor: Any, batch_size: int,
+def frozen_encoder_outputs(model: Any, extractor: Any, batch_size: int, bf16: bool,
                            *parts: DecodedClips) -> Iterator[tuple[list[Sequence[np.ndarray]], float]]:
     """The feature-encoder outputs of each part (train, validation) and the seconds they took: in memory,
     or, where the clips come from the disk cache, in a scratch entry beside it, removed on exit."""
@@ -101,7 +103,7 @@ def frozen_encoder_outputs(model: Any, extractor: Any, batch_size: int,
     channels = model.config.conv_dim[-1]
     try:
         start = time.monotonic()
-        encoded = [_keep(encode_clips(model, extractor, part, batch_size), len(part.labels), channels,
+        encoded = [_keep(encode_clips(model, extractor, part, batch_size, bf16), len(part.labels), channels,
                          scratch / f"part{i}" if scratch else None) for i, part in enumerate(parts)]
         seconds = time.monotonic() - start
         log.info("feature encoder frozen: its outputs for %d clips computed once (%.1f s), not every epoch",

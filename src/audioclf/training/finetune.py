@@ -16,7 +16,6 @@ from audioclf import runs
 from audioclf.config import TrainConfig, parse_db_range
 from audioclf.evaluation import accuracy
 from audioclf.features import is_whisper, pads_to_fixed_length, sampling_rate
-from audioclf.models import BF16_EMULATED, native_bf16
 from audioclf.training.augment import Augmenter
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
 from audioclf.training.encoder_cache import (EncodedClipDataset, EncodedCollator, can_cache_encoder_outputs,
@@ -43,8 +42,6 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
                         parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop,
                         parse_db_range(config.augment_trim, "augment_trim"))
-    if config.bf16 and not native_bf16():
-        log.warning(BF16_EMULATED)
     if config.augment_crop and is_whisper(extractor):
         log.warning("--augment-crop with Whisper: its head averages over the whole context, padding included, so "
                     "crops train on another mix of speech and padding than whole clips are predicted on; it "
@@ -84,8 +81,8 @@ def _training_data(model: Any, extractor: Any, config: TrainConfig, train: Decod
                            ClipDataset(validation, input_name) if has_eval else None,
                            AudioCollator(extractor, input_name)), 0.0
         return
-    with frozen_encoder_outputs(model, extractor, config.batch_size, train, validation) as (encoded, seconds), \
-            encoder_outputs_as_input(model):
+    encoder_pass = frozen_encoder_outputs(model, extractor, config.batch_size, config.bf16, train, validation)
+    with encoder_pass as (encoded, seconds), encoder_outputs_as_input(model):
         yield TrainingData(EncodedClipDataset(encoded[0], train, input_name),
                            EncodedClipDataset(encoded[1], validation, input_name) if has_eval else None,
                            EncodedCollator(input_name)), seconds

@@ -37,8 +37,9 @@ def supports_probe(model: Any) -> bool:
 
 
 def pooled_layer_states(model: Any, extractor: Any, clips: DecodedClips, batch_size: int = 16,
-                        desc: str = "encoding") -> np.ndarray:
-    """Per clip, the mean over frames of every hidden state (embeddings + each layer): (clips, layers, hidden)."""
+                        desc: str = "encoding", bf16: bool = False) -> np.ndarray:
+    """Per clip, the mean over frames of every hidden state (embeddings + each layer): (clips, layers, hidden).
+    `bf16`: the model under bfloat16 autocast."""
     import torch
     from tqdm.auto import tqdm
 
@@ -49,7 +50,7 @@ def pooled_layer_states(model: Any, extractor: Any, clips: DecodedClips, batch_s
     with torch.inference_mode():
         for batch in tqdm(batches, desc=desc, unit="batch", disable=len(batches) < 5):
             outputs, features = run_batch(model, extractor, [clips.waves[i] for i in batch], length_aware,
-                                          output_hidden_states=True)
+                                          bf16=bf16, output_hidden_states=True)
             frames = None if fixed_length else _frame_mask(model, features, outputs.hidden_states[0].shape[1])
             pooled = torch.stack([_mean_over_frames(layer.float(), frames) for layer in outputs.hidden_states], dim=1)
             if out is None:
@@ -89,7 +90,7 @@ def fold_standardization(linear: Any, mean: Any, std: Any) -> None:
 
 @dataclass
 class ProbeSettings:
-    """How the head is trained on the cached states."""
+    """How the states are computed (`bf16`: under bfloat16 autocast) and the head trained on them."""
 
     epochs: int
     learning_rate: float
@@ -97,6 +98,7 @@ class ProbeSettings:
     batch_size: int
     seed: int
     class_weights: Any = None  # a torch tensor of per-label loss weights, or None
+    bf16: bool = False
 
 
 class Probe:
@@ -111,16 +113,17 @@ class Probe:
         model.eval()
         self.settings = settings
         self.initial_head = {name: p.detach().clone() for name, p in _head_parameters(model)}
-        self.train = self._encode(model, extractor, train, "train")
-        self.validation = self._encode(model, extractor, validation, "validation") if validation.labels else None
+        self.train = self._encode(model, extractor, train, "train", settings.bf16)
+        self.validation = (self._encode(model, extractor, validation, "validation", settings.bf16)
+                           if validation.labels else None)
         self.encode_s = time.perf_counter() - start
         self.seconds_per_clip = self.encode_s / (len(train.labels) + len(validation.labels))
 
     @staticmethod
-    def _encode(model: Any, extractor: Any, clips: DecodedClips, name: str) -> tuple[Any, Any]:
+    def _encode(model: Any, extractor: Any, clips: DecodedClips, name: str, bf16: bool) -> tuple[Any, Any]:
         import torch
 
-        states = pooled_layer_states(model, extractor, clips, desc=f"encoding {name}")
+        states = pooled_layer_states(model, extractor, clips, desc=f"encoding {name}", bf16=bf16)
         return torch.from_numpy(states), torch.tensor(clips.labels, dtype=torch.long)
 
     def fit(self, model: Any, with_validation: bool = False) -> dict[str, float]:

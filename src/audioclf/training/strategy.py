@@ -124,7 +124,7 @@ def estimated_epoch_s(probe: Probe, num_train: int) -> float:
 
 def probe_settings(config: TrainConfig, weights: Any) -> ProbeSettings:
     return ProbeSettings(config.probe_epochs, config.probe_learning_rate, config.weight_decay, config.batch_size,
-                         config.seed, weights)
+                         config.seed, weights, config.bf16)
 
 
 def class_weights(train: DecodedClips, num_labels: int) -> Any:

@@ -15,11 +15,13 @@ from audioclf.evaluation import result_warnings, score_clips
 from audioclf.features import load_feature_extractor, sampling_rate
 from audioclf.inference import Classifier
 from audioclf.models import (
+    BF16_EMULATED,
     freeze_feature_encoder,
     label_maps,
     load_for_training,
     load_model_config,
     min_input_samples,
+    native_bf16,
     shorten_whisper_context,
     whisper_context_seconds,
 )
@@ -108,6 +110,8 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
 
     model = _prepare_model(config, data.label_names, extractor, max(
         clips.longest_seconds(rate) for clips in (train, validation, test)))
+    if config.bf16 and not native_bf16():
+        log.warning(BF16_EMULATED)
     outcome = run_strategy(config, run_dir, resume, model, extractor, train, validation)
     if not runs.is_main_process():
         return {}
