@@ -83,6 +83,14 @@ def native_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+def bf16_autocast(model: Any, enabled: bool) -> Any:
+    """bfloat16 autocast on the model's device when `enabled` (a no-op context otherwise)."""
+    import torch
+
+    device = getattr(getattr(model, "device", None), "type", "cpu")  # an OnnxModel has none
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
+
+
 def load_for_inference(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
     import torch
     from transformers import AutoModelForAudioClassification

@@ -89,11 +89,10 @@ def run_batch(model: Any, extractor: Any, waves: Sequence[Any], length_aware_enc
               **kwargs: Any) -> tuple[Any, Any]:
     """The model's outputs on one batch of waveforms (`kwargs` go to the model), and the features it got.
     `bf16`: the model (not the feature extraction, which Whisper's does in torch) under bfloat16 autocast."""
-    import torch
-
     from audioclf.features import extract_features
+    from audioclf.models import bf16_autocast
 
     features = extract_features(extractor, waves, attention_mask=True if length_aware_encoder else None)
     lengths = clip_lengths(model, [len(wave) for wave in waves]) if length_aware_encoder else nullcontext()
-    with lengths, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with lengths, bf16_autocast(model, bf16):
         return model(**features, **kwargs), features

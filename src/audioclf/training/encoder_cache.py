@@ -21,6 +21,7 @@ import numpy as np
 
 from audioclf.features import extract_features
 from audioclf.inference.exact_batching import EXACT_WITH_MASK, clip_lengths, supports_exact_batching
+from audioclf.models import bf16_autocast
 from audioclf.training.cache import CachedWaves, CacheWriter
 from audioclf.training.dataset import DecodedClips
 
@@ -56,8 +57,7 @@ def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: in
             lengths = [len(wave) for wave in waves]
             features = extract_features(extractor, waves, attention_mask=True)
             values = features[extractor.model_input_names[0]].to(model.device, model.dtype)
-            with clip_lengths(model, lengths) if group_norm else nullcontext(), \
-                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with clip_lengths(model, lengths) if group_norm else nullcontext(), bf16_autocast(model, bf16):
                 hidden = model.base_model.feature_extractor(values)
             frames = model.base_model._get_feat_extract_output_lengths(torch.tensor(lengths))
             for row, index in enumerate(rows):
