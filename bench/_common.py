@@ -103,13 +103,14 @@ def whisper_digits_model(folder: Path, context_s: int = 1) -> Path:
 
 def wav2vec2_base_digits_model(folder: Path) -> Path:
     """A wav2vec2-base-sized model (random weights: the real compute, no download), wav2vec2-base's extractor
-    settings (no attention mask), a 10-digit head."""
-    from transformers import AutoModelForAudioClassification, Wav2Vec2Config, Wav2Vec2FeatureExtractor
+    settings (no attention mask), a 10-digit head. Seeded: every run of a benchmark gets the same weights."""
+    from transformers import AutoModelForAudioClassification, Wav2Vec2Config, Wav2Vec2FeatureExtractor, set_seed
 
     from audioclf.models import label_maps
 
     label2id, id2label = label_maps([str(digit) for digit in range(10)])
     config = Wav2Vec2Config(num_labels=10, label2id=label2id, id2label=id2label, layerdrop=0.0)
+    set_seed(0)
     model = AutoModelForAudioClassification.from_config(config)
     extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                                          return_attention_mask=False)

@@ -63,13 +63,17 @@ def test_predict_json_reports_bad_files_and_predicts_the_rest(cli_run: tuple[Pat
     run, data = cli_run
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")  # a truncated WAV header
-    result = run_cli("predict", str(run), str(data / "low"), str(broken), "--top-k", "2", "--format", "json")
+    clip = next((data / "mid").rglob("*.wav"))
+    result = run_cli("predict", str(run), str(data / "low"), str(broken), str(clip), "--top-k", "2",
+                     "--format", "json")
     assert result.returncode == 1
     rows = [json.loads(line) for line in result.stdout.splitlines()]
+    low = sorted(str(p) for p in (data / "low").rglob("*.wav"))
+    assert [r["path"] for r in rows] == [*low, str(broken), str(clip)]  # input order, the failure in its place
     errors = [r for r in rows if "error" in r]
     assert [r["path"] for r in errors] == [str(broken)]
     good = [r for r in rows if "predictions" in r]
-    assert len(good) == len(list((data / "low").rglob("*.wav")))
+    assert len(good) == len(low) + 1
     assert all(len(r["predictions"]) == 2 and set(r["predictions"][0]) == {"label", "score"} for r in good)
 
 

@@ -95,3 +95,20 @@ def test_export_refuses_to_overwrite_or_re_export_and_bf16_is_refused(exported: 
     assert not (exported.parent / "again").exists()
     assert main(["predict", str(exported), str(next(trained_run[1].rglob("*.wav"))), "--bf16"]) == 2
     assert "bf16 applies to PyTorch models" in capsys.readouterr().err
+
+
+def test_export_prints_only_its_result(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """The exporters' notices that no user can act on (torchvision missing, onnxruntime's pre-processing
+    hint) stay hidden, and the logging levels the export lowered are restored."""
+    import logging
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "audioclf.cli", "export", str(trained_run[0]), "--quantize", "int8",
+                           "--output", str(tmp_path / "cli")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {tmp_path / 'cli'}")
+    assert "torchvision" not in done.stderr and "pre-processing" not in done.stderr, done.stderr
+    levels = [logging.getLogger(name).level for name in ("", "torch.onnx")]
+    audioclf.export(trained_run[0], tmp_path / "api", quantize="int8")
+    assert [logging.getLogger(name).level for name in ("", "torch.onnx")] == levels

@@ -252,19 +252,21 @@ def _run_predict(args: argparse.Namespace) -> int:
     emit = _emitter(args.format)
     failed = 0
     for chunk in _chunks(files, PREDICT_CHUNK):
-        waves, good = [], []
-        for path, problem in chunk:
+        waves, errors = [], {}
+        for index, (path, problem) in enumerate(chunk):
             try:
                 if problem:
                     raise AudioError(str(path), problem)
                 waves.append(clf.prepare(path))
-                good.append(path)
             except AudioError as err:
-                failed += 1
-                emit(str(path), None, err.reason)
-        scores = clf.probabilities(waves, args.batch_size, progress=len(files) > 16) if waves else []
-        for path, row in zip(good, scores):
-            emit(str(path), clf.top_labels(row, args.top_k), None)
+                errors[index] = err.reason
+        scores = iter(clf.probabilities(waves, args.batch_size, progress=len(files) > 16) if waves else [])
+        for index, (path, _) in enumerate(chunk):  # rows in input order, failures among them
+            if index in errors:
+                emit(str(path), None, errors[index])
+            else:
+                emit(str(path), clf.top_labels(next(scores), args.top_k), None)
+        failed += len(errors)
     if failed:
         print(f"audioclf: {failed} of {len(files)} input(s) failed", file=sys.stderr)
     return 1 if failed else 0
@@ -336,7 +338,8 @@ def _emitter(fmt: str) -> Callable[[str, list[dict[str, Any]] | None, str | None
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(format="audioclf: %(message)s", level=logging.WARNING)
+    # Each message under its logger's name: ours read "audioclf: ...", a library's warning is not passed off as ours.
+    logging.basicConfig(format="%(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("audioclf").setLevel(logging.WARNING if quiet else logging.INFO)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import re
 import shutil
 import tempfile
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -88,9 +91,10 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
     try:
-        input_names = _export_graph(classifier, staging / ONNX_FILE)
-        if quantize:
-            _quantize_int8(staging / ONNX_FILE)
+        with _exporter_notices_silenced():
+            input_names = _export_graph(classifier, staging / ONNX_FILE)
+            if quantize:
+                _quantize_int8(staging / ONNX_FILE)
         for name in CARRIED_FILES:
             if (source / name).is_file():
                 shutil.copy2(source / name, staging / name)
@@ -105,6 +109,25 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output
+
+
+@contextmanager
+def _exporter_notices_silenced() -> Iterator[None]:
+    """Hide what the exporting libraries print that no user can act on: torch.onnx's note that torchvision
+    (whose ops it only registers) is missing, a deprecation inside torch.export, and onnxruntime's quantizer
+    suggesting its optional pre-processing pass (left out: the int8 figures in bench/inference.py were
+    measured without it). Their errors still show."""
+    loggers = [logging.getLogger("torch.onnx"), logging.getLogger()]  # the quantizer logs on the root logger
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def _export_graph(classifier: Any, path: Path) -> list[str]:
