@@ -45,6 +45,7 @@ def test_inference_quick_writes_results(tmp_path: Path) -> None:
     assert runners["audioclf (PyTorch)"]["top1_agreement_vs_stock"] == 1.0  # same model, same scores
     assert isinstance(results["cpu_native_bf16"], bool) and results["matmul_bf16_gflop_s"] > 0
     assert all(r["clips_per_s"] > 0 and r["p50_ms"] <= r["p95_ms"] for r in runners.values())
+    assert results["rounds"] == 1 and all(r["clips_per_s_each_round"] == [r["clips_per_s"]] for r in runners.values())
     assert figures["onnx_size_mb"]["int8"] < figures["onnx_size_mb"]["float32"]
     assert results["matmul_fp32_gflop_s"] > 0 and figures["forward_gflop_per_clip"] > 0
     for r in runners.values():  # each figure rounded
