@@ -130,8 +130,50 @@ def test_auto_compares_exact_validation_scores_and_ties_keep_the_probe(monkeypat
     # 149/150 right for both: a probe score rounded to 0.9933 once lost to fine-tuning's 0.99333
     monkeypatch.setattr(strategy, "finetune_skip_reason", lambda *args: None)
     monkeypatch.setattr(probe, "_accuracy", lambda *args: 149 / 150)
-    monkeypatch.setattr(strategy, "fine_tune", lambda config, run_dir, resume, model, *rest: FineTuned(
+    monkeypatch.setattr(strategy, "fine_tune", lambda config, run_dir, resume, model, *rest, **kw: FineTuned(
         model, 1.0, 149 / 150))
     run = audioclf.train(data=str(tones), model=str(save_tiny("wav2vec2", tmp_path / "base")),
                          output=str(tmp_path / "run"), **FAST)
     assert _status(run)["strategy_used"] == "probe"
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_average_weights_keeps_the_mean_of_every_epoch_and_resumes_it(tones: Path, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from transformers import AutoModelForAudioClassification, TrainerControl, TrainerState, TrainingArguments
+
+    from audioclf.training.averaging import AVERAGE_FILE, EpochAverage
+
+    with caplog.at_level(logging.INFO, logger="audioclf"):
+        run = audioclf.train(data=str(tones), model=str(save_tiny("wav2vec2", tmp_path / "base")),
+                             output=str(tmp_path / "run"), strategy="finetune", epochs=2, learning_rate=2e-3,
+                             average_weights=True, **FAST)
+    assert "kept the mean of 2 weight snapshots: validation accuracy" in caplog.text
+    first, second = sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    kept, one, two = _weights(run), _weights(first), _weights(second)
+    trained = [name for name in kept if not torch.equal(one[name], two[name])]
+    assert trained  # the epochs differ, so the mean is neither of them
+    for name in kept:
+        torch.testing.assert_close(kept[name], (one[name] + two[name]) / 2)
+    assert _status(run)["validation_accuracy"] is not None
+
+    model = AutoModelForAudioClassification.from_pretrained(second)
+    args, state = TrainingArguments(output_dir=str(tmp_path / "unused"), report_to="none"), TrainerState()
+    with_start = EpochAverage(include_start=True, resume_from=None)  # a probe-trained start counts as one snapshot
+    with_start.on_train_begin(args, state, TrainerControl(), model=model)
+    assert with_start.count == 1 and EpochAverage(include_start=False, resume_from=None).count == 0
+
+    # resuming from the first checkpoint continues its saved mean, not a fresh one
+    average = EpochAverage(include_start=True, resume_from=first)
+    average.on_train_begin(args, state, TrainerControl(), model=model)
+    assert average.count == 1 and (first / AVERAGE_FILE).is_file()
+    average.on_epoch_end(args, state, TrainerControl(), model=model)
+    average.apply_to(model)
+    for name, param in model.state_dict().items():
+        if name in kept:
+            torch.testing.assert_close(param, kept[name])

@@ -17,6 +17,7 @@ from audioclf.config import TrainConfig, parse_db_range
 from audioclf.evaluation import accuracy
 from audioclf.features import is_whisper, pads_to_fixed_length, sampling_rate
 from audioclf.training.augment import Augmenter
+from audioclf.training.averaging import EpochAverage
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
 from audioclf.training.encoder_cache import (EncodedClipDataset, EncodedCollator, can_cache_encoder_outputs,
                                              encoder_outputs_as_input, frozen_encoder_outputs)
@@ -26,6 +27,7 @@ log = logging.getLogger("audioclf")
 
 # Top-level modules that AutoModelForAudioClassification adds on top of a pretrained encoder.
 HEAD_MODULES = {"projector", "classifier", "layer_weights"}
+IGNORED_OUTPUTS = ["hidden_states", "attentions"]  # a layer-sum head returns them; evaluation needs the logits only
 
 
 @dataclass
@@ -36,9 +38,12 @@ class FineTuned:
 
 
 def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extractor: Any, train: DecodedClips,
-              validation: DecodedClips, deadline: float | None = None, class_weights: Any = None) -> FineTuned:
+              validation: DecodedClips, deadline: float | None = None, class_weights: Any = None,
+              trained_head: bool = False) -> FineTuned:
     """Trainer over the whole model. With validation clips, every epoch is scored on them and the best is
-    kept; without, the last. Past `deadline` (time.monotonic()), training stops after the current step."""
+    kept; without, the last; with `config.average_weights`, the mean of every epoch's (and, with a
+    `trained_head` to start from, the start's) weights, scored on validation. Past `deadline`
+    (time.monotonic()), training stops after the current step."""
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
                         parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop,
                         parse_db_range(config.augment_trim, "augment_trim"))
@@ -52,13 +57,29 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
         checkpoint = runs.newest_checkpoint(run_dir) if resume else None
         if resume:
             log.info("resuming from %s", checkpoint.name if checkpoint else "the start (no complete checkpoint yet)")
+        average = EpochAverage(trained_head, checkpoint) if config.average_weights else None
+        if average is not None:
+            trainer.add_callback(average)
         with StopOnInterrupt.installed(trainer) as stopper:
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None,
-                                   ignore_keys_for_eval=["hidden_states", "attentions"])  # a layer-sum head returns them
-    if stopper.stopped:
-        raise runs.TrainingInterrupted(run_dir, trainer.state.global_step)
-    best = trainer.state.best_metric if validation.labels else None
+                                   ignore_keys_for_eval=IGNORED_OUTPUTS)
+        if stopper.stopped:
+            raise runs.TrainingInterrupted(run_dir, trainer.state.global_step)
+        best = trainer.state.best_metric if validation.labels else None
+        if average is not None:
+            best = _keep_average(trainer, average, data)
     return FineTuned(trainer.model, result.metrics["train_runtime"] + encode_s, best)
+
+
+def _keep_average(trainer: Any, average: EpochAverage, data: TrainingData) -> float | None:
+    """Put the averaged weights in the trained model; return their validation accuracy (None without)."""
+    average.apply_to(trainer.model)
+    if data.validation is None:
+        log.info("kept the mean of %d weight snapshots", average.count)
+        return None
+    score = trainer.predict(data.validation, ignore_keys=IGNORED_OUTPUTS, metric_key_prefix="eval").metrics
+    log.info("kept the mean of %d weight snapshots: validation accuracy %.4f", average.count, score["eval_accuracy"])
+    return score["eval_accuracy"]
 
 
 @dataclass
@@ -149,7 +170,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, model: Any, extractor: An
         eval_strategy="epoch" if has_eval else "no",
         save_strategy="epoch",
         logging_strategy="epoch",
-        load_best_model_at_end=has_eval,
+        load_best_model_at_end=has_eval and not config.average_weights,
         metric_for_best_model="accuracy" if has_eval else None,
         save_total_limit=2,
         seed=config.seed,

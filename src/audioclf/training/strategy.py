@@ -55,7 +55,8 @@ def run_strategy(config: TrainConfig, run_dir: Path, resume: bool, model: Any, e
         if config.probe_first and not resume:  # LP-FT; on resume the checkpoint holds the head already
             Probe(model, extractor, train, validation, probe_settings(config, weights)).fit(model)
         probe_s = time.monotonic() - start
-        tuned = fine_tune(config, run_dir, resume, model, extractor, train, validation, deadline, weights)
+        tuned = fine_tune(config, run_dir, resume, model, extractor, train, validation, deadline, weights,
+                          trained_head=config.probe_first)
         # the Trainer's own train_runtime, as the training benchmark compares it with the guide's
         return Outcome(tuned.model, "finetune", probe_s + tuned.seconds, tuned.validation_accuracy, reason,
                        {"finetune": tuned.validation_accuracy})
@@ -86,7 +87,8 @@ def _auto(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extracto
         model.save_pretrained(probe_dir)
     log.info("auto: the probe scored %.4f on validation; fine-tuning from its head (one epoch ~%.1f min)",
              probe_score, estimated_epoch_s(probe, len(train.labels)) / 60)
-    tuned = fine_tune(config, run_dir, resume, model, extractor, train, validation, deadline, weights)
+    tuned = fine_tune(config, run_dir, resume, model, extractor, train, validation, deadline, weights,
+                      trained_head=True)
     seconds = time.monotonic() - start
     tried = {"probe": probe_score, "finetune": tuned.validation_accuracy}
     if tuned.validation_accuracy is not None and tuned.validation_accuracy > probe_score:
