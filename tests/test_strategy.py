@@ -177,3 +177,16 @@ def test_average_weights_keeps_the_mean_of_every_epoch_and_resumes_it(tones: Pat
     for name, param in model.state_dict().items():
         if name in kept:
             torch.testing.assert_close(param, kept[name])
+
+
+def test_auto_averages_from_the_probe_trained_start(tones: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from audioclf.training import strategy
+
+    monkeypatch.setattr(strategy, "finetune_skip_reason", lambda *args: None)  # the probe is perfect on tones
+    with caplog.at_level(logging.INFO, logger="audioclf"):
+        run = audioclf.train(data=str(tones), model=str(save_tiny("wav2vec2", tmp_path / "base")),
+                             output=str(tmp_path / "run"), epochs=2, learning_rate=2e-3, average_weights=True, **FAST)
+    assert "kept the mean of 3 weight snapshots: validation accuracy" in caplog.text  # the probe's head + 2 epochs
+    status = _status(run)
+    assert status["validation_accuracy"] == max(status["validation_by_strategy"].values())
