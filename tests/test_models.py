@@ -12,7 +12,7 @@ from conftest import write_tone_folder
 from tiny_models import BUILDERS, save_tiny
 
 import audioclf
-from audioclf.models import label_maps, whisper_context_seconds
+from audioclf.models import label_maps, load_for_training, whisper_context_seconds
 
 FEW_STEPS = dict(epochs=1, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3, warmup_ratio=0.0)
 
@@ -33,6 +33,17 @@ def test_architecture_trains_saves_reloads_and_predicts(kind: str, tmp_path: Pat
     assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 1e-4
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_eval_clips"] > 0 and 0 <= metrics["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_new_layer_mix_starts_even_on_every_layer(kind: str, tmp_path: Path) -> None:
+    """The checkpoint has no `layer_weights`; transformers 5.24 leaves them as uninitialised memory."""
+    checkpoint = save_tiny(kind, tmp_path / "base")
+    model = load_for_training(str(checkpoint), ["a", "b", "c"], weighted_layer_sum=True)
+    if not hasattr(model, "layer_weights"):
+        pytest.skip(f"{kind} has no weighted-layer-sum head")
+    layers = model.layer_weights.numel()
+    assert layers > 1 and torch.equal(model.layer_weights.detach(), torch.full((layers,), 1.0 / layers))
 
 
 def test_float16_checkpoint_trains_in_float32(tmp_path: Path) -> None:

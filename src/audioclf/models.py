@@ -60,13 +60,27 @@ def load_for_training(
     set_seed(seed)  # the new head's initialisation is part of the run: same seed, same model
     if preset:
         return AutoModelForAudioClassification.from_config(config, dtype=torch.float32)
-    return AutoModelForAudioClassification.from_pretrained(
+    model, loading = AutoModelForAudioClassification.from_pretrained(
         name_or_path,
         config=config,
         dtype=torch.float32,
         ignore_mismatched_sizes=True,
         trust_remote_code=trust_remote_code,
+        output_loading_info=True,
     )
+    if "layer_weights" in loading["missing_keys"]:
+        start_layer_mix_even(model)
+    return model
+
+
+def start_layer_mix_even(model: PreTrainedModel) -> None:
+    """Give a new weighted-layer-sum head equal weights on every layer, as its constructor means to.
+    transformers 5.24 leaves `layer_weights` uninitialised (whatever was in memory, at times 1e31 or NaN)
+    when a checkpoint lacks it, in every wav2vec2-family model but Hubert and Wav2Vec2-BERT."""
+    import torch
+
+    with torch.no_grad():
+        model.layer_weights.fill_(1.0 / model.layer_weights.numel())
 
 
 BF16_EMULATED = ("--bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so it is emulated, slower than "
