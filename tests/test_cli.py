@@ -86,6 +86,7 @@ def test_predict_csv_and_table(cli_run: tuple[Path, Path]) -> None:
     assert lines[0] == "path,rank,label,score,error" and len(lines) == 4
     table = run_cli("predict", str(run), str(clip))
     assert table.returncode == 0 and str(clip) in table.stdout
+    assert table.stderr.strip() == ""  # one file: no progress bars, no load report
 
 
 def test_evaluate_prints_and_writes_metrics(cli_run: tuple[Path, Path], tmp_path: Path) -> None:

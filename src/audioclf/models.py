@@ -106,12 +106,21 @@ def bf16_autocast(model: Any, enabled: bool) -> Any:
 
 
 def load_for_inference(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
+    """A local model folder, in float32, ready to predict; without transformers' "Loading weights" bar
+    (nothing is downloaded, and the bar would otherwise print on every `predict`)."""
     import torch
     from transformers import AutoModelForAudioClassification
+    from transformers.utils import logging as hf_logging
 
-    model = AutoModelForAudioClassification.from_pretrained(
-        path, dtype=torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True
-    )
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForAudioClassification.from_pretrained(
+            path, dtype=torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     return model.eval()
 
 
