@@ -41,6 +41,7 @@ def test_keyword_overrides_beat_yaml(tmp_path: Path) -> None:
         ({"epochs": "many"}, "not a valid float"),
         ({"stratify": "maybe"}, "not a boolean"),
         ({"augment_crop": 0.05}, r"augment_crop=0.05 is not allowed: expected 0 \(off\) or seconds >= 0.1"),
+        ({"whisper_padding": "both"}, "whisper_padding='both' is not allowed: expected right or left"),
         ({"learning_rat": 1}, "did you mean 'learning_rate'"),
     ],
 )

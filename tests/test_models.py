@@ -76,18 +76,26 @@ def test_whisper_context_is_longest_clip_capped_and_rounded_up(longest: float, m
     assert whisper_context_seconds(longest, max_duration) == expected
 
 
-def test_whisper_context_cut_keeps_stock_pipeline_compatible(tmp_path: Path) -> None:
+@pytest.mark.parametrize("padding", ["right", "left"])
+def test_whisper_context_cut_keeps_stock_pipeline_compatible(padding: str, tmp_path: Path) -> None:
     from transformers import pipeline
 
     checkpoint = save_tiny("whisper", tmp_path / "base")
     data = write_tone_folder(tmp_path / "data", per_label=4)
-    run = audioclf.train(data=str(data), model=str(checkpoint), output=str(tmp_path / "run"), **FEW_STEPS)
+    run = audioclf.train(data=str(data), model=str(checkpoint), output=str(tmp_path / "run"), whisper_padding=padding,
+                         **FEW_STEPS)
     config = json.loads((run / "config.json").read_text())
     extractor = json.loads((run / "preprocessor_config.json").read_text())
     assert config["max_source_positions"] == 100 and extractor["chunk_length"] == 2  # clips <= 1.2 s -> 2 s
+    assert extractor["padding_side"] == padding
 
     clf = audioclf.Classifier.load(run)
     wave = clf.prepare(next((data / "low").rglob("*.wav")))
+    frames = clf.extractor([wave], sampling_rate=16000, return_tensors="np").input_features[0]
+    silent = frames.std(axis=0) < 1e-6  # the mel frames of padding are all at the clamp floor
+    filled = len(wave) // clf.extractor.hop_length  # frames the clip itself fills
+    assert silent[filled + 2:].all() if padding == "right" else silent[:-filled - 2].all()
+    assert not silent[:filled - 2].any() if padding == "right" else not silent[-filled + 2:].any()
     stock = pipeline("audio-classification", model=str(run), top_k=3)(wave)
     ours = clf.predict([wave], top_k=3)[0]
     assert [p["label"] for p in ours] == [p["label"] for p in stock]

@@ -21,6 +21,7 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 
 
 STRATEGIES = ("auto", "finetune", "probe")
+PADDING_SIDES = ("right", "left")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class TrainConfig:
     max_duration: float = _opt(10.0, "Seconds of each clip kept (longer clips are cut); 1 reproduces the HF guide.")
     whisper_short_context: bool = _opt(
         True, "Cut Whisper's 30 s encoder context to the longest clip (rounded up to whole seconds)."
+    )
+    whisper_padding: str = _opt(
+        "right", "Where Whisper's feature extractor puts the silence that fills its context: right (after the clip, "
+        "the stock default) or left (before it; saved with the model, so the stock pipeline pads the same way)."
     )
     # --- model ------------------------------------------------------------------------------------
     model: str = _opt("facebook/wav2vec2-base", "Hub checkpoint id or local model folder to fine-tune.")
@@ -123,6 +128,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check every value's range; raise ConfigError naming the first bad one."""
         _require(self.epochs > 0, "epochs", self.epochs, "a number > 0")
+        _require(self.whisper_padding in PADDING_SIDES, "whisper_padding", self.whisper_padding,
+                 " or ".join(PADDING_SIDES))
         _require(self.strategy in STRATEGIES, "strategy", self.strategy, " or ".join(STRATEGIES))
         _require(self.probe_epochs >= 1, "probe_epochs", self.probe_epochs, "an integer >= 1")
         _require(0 < self.test_size < 1, "test_size", self.test_size, "a fraction strictly between 0 and 1")

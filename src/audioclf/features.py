@@ -55,3 +55,13 @@ def set_whisper_context(extractor: FeatureExtractionMixin, seconds: int) -> None
     extractor.chunk_length = seconds
     extractor.n_samples = seconds * sampling_rate(extractor)
     extractor.nb_max_frames = extractor.n_samples // extractor.hop_length
+
+
+def set_whisper_padding(extractor: FeatureExtractionMixin, side: str) -> bool:
+    """Make a Whisper extractor fill its context with silence on `side` ("right": after the clip, its default;
+    "left": before it). Saved with the extractor, so the stock pipeline pads the same way. False, changing
+    nothing, for other extractors (their models expect right padding under an attention mask)."""
+    if not is_whisper(extractor):
+        return False
+    extractor.padding_side = side
+    return True

@@ -12,7 +12,7 @@ from audioclf import runs
 from audioclf.audio import AudioError
 from audioclf.config import TrainConfig
 from audioclf.evaluation import result_warnings, score_clips
-from audioclf.features import load_feature_extractor, sampling_rate
+from audioclf.features import load_feature_extractor, sampling_rate, set_whisper_padding
 from audioclf.inference import Classifier
 from audioclf.models import (
     BF16_EMULATED,
@@ -147,6 +147,8 @@ def _prepare_model(config: TrainConfig, label_names: list[str], extractor: Any, 
                               weighted_layer_sum=config.strategy in ("probe", "auto") or config.probe_first)
     if config.whisper_short_context:
         shorten_whisper_context(model, extractor, whisper_context_seconds(longest_s, config.max_duration))
+    if not set_whisper_padding(extractor, config.whisper_padding) and config.whisper_padding != "right":
+        log.warning("--whisper-padding %s ignored: %s is not a Whisper model", config.whisper_padding, config.model)
     if config.freeze_feature_encoder and freeze_feature_encoder(model):
         log.info("feature encoder frozen")
     if config.spec_augment is not None:
