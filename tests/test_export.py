@@ -62,10 +62,11 @@ def test_int8_keeps_the_first_transformer_layer_in_float(trained_run: tuple[Path
     assert "MatMulInteger" in ops.values()  # the second layer and the head are int8
 
 
-def test_whisper_export_keeps_its_cut_context(tmp_path: Path) -> None:
+def test_whisper_export_keeps_its_cut_context_and_padding_side(tmp_path: Path) -> None:
     data = write_tone_folder(tmp_path / "data", per_label=4, rate=16000)
     run = audioclf.train(data=str(data), model=str(save_tiny("whisper", tmp_path / "base")),
-                         output=str(tmp_path / "run"), epochs=1, batch_size=4, gradient_accumulation_steps=1)
+                         output=str(tmp_path / "run"), epochs=1, batch_size=4, gradient_accumulation_steps=1,
+                         whisper_padding="left")
     exported = audioclf.export(run, tmp_path / "onnx")
     clips = sorted(data.rglob("*.wav"))
     np.testing.assert_allclose(scores_on(exported, clips), scores_on(run, clips), atol=1e-4)
