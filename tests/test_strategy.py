@@ -137,10 +137,10 @@ def test_auto_compares_exact_validation_scores_and_ties_keep_the_probe(monkeypat
     assert _status(run)["strategy_used"] == "probe"
 
 
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
+def _weights(folder: Path, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    return load_file(str(folder / "model.safetensors"))
+    return load_file(str(folder / name))
 
 
 def test_average_weights_keeps_the_mean_of_every_epoch_and_resumes_it(tones: Path, tmp_path: Path,
@@ -177,6 +177,46 @@ def test_average_weights_keeps_the_mean_of_every_epoch_and_resumes_it(tones: Pat
     for name, param in model.state_dict().items():
         if name in kept:
             torch.testing.assert_close(param, kept[name])
+
+
+def test_wise_ft_mixes_the_epoch_mean_with_the_start_and_resumes_it(tones: Path, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from transformers import AutoModelForAudioClassification, TrainerControl, TrainerState, TrainingArguments
+
+    from audioclf.runs import RunError
+    from audioclf.training.averaging import START_FILE, StartMix
+
+    with caplog.at_level(logging.INFO, logger="audioclf"):
+        run = audioclf.train(data=str(tones), model=str(save_tiny("wav2vec2", tmp_path / "base")),
+                             output=str(tmp_path / "run"), strategy="finetune", probe_first=True, epochs=2,
+                             learning_rate=2e-3, average_weights=True, wise_ft=0.25, **FAST)
+    assert "kept the mean of 3 weight snapshots, mixed 0.25:0.75 with the start (--wise-ft): validation" in caplog.text
+    first, second = sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    kept, one, two = _weights(run), _weights(first), _weights(second)
+    start = _weights(run / "checkpoints", START_FILE)
+    moved = [name for name in start if not torch.equal(start[name], two[name])]
+    assert "classifier.weight" in moved and any(name.startswith("wav2vec2.encoder") for name in moved)
+    for name in kept:  # 0.75 x the start + 0.25 x the mean of the start (the probe's head) and both epochs
+        torch.testing.assert_close(kept[name], 0.75 * start[name] + 0.25 * (start[name] + one[name] + two[name]) / 3)
+
+    # a resumed run mixes with the saved start, not with the checkpoint it resumes from
+    model = AutoModelForAudioClassification.from_pretrained(second)
+    args, state = TrainingArguments(output_dir=str(tmp_path / "unused"), report_to="none"), TrainerState()
+    resumed = StartMix(0.5, run / "checkpoints", resuming=True)
+    resumed.on_train_begin(args, state, TrainerControl(), model=model)
+    resumed.apply_to(model)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param, (start[name] + two[name]) / 2)
+    with pytest.raises(RunError, match=f"cannot resume --wise-ft: .*{START_FILE}"):
+        StartMix(0.5, tmp_path, resuming=True).on_train_begin(args, state, TrainerControl(), model=model)
+
+
+def test_wise_ft_needs_a_trained_head_to_mix_with() -> None:
+    with pytest.raises(audioclf.ConfigError, match="wise_ft=0.5 .*--probe-first"):
+        audioclf.TrainConfig(data="x", strategy="finetune", wise_ft=0.5).validate()
+    with pytest.raises(audioclf.ConfigError, match="wise_ft=1.0 .*strictly between 0 and 1"):
+        audioclf.TrainConfig(data="x", strategy="auto", wise_ft=1.0).validate()
+    audioclf.TrainConfig(data="x", strategy="finetune", probe_first=True, wise_ft=0.5).validate()
 
 
 def test_auto_averages_from_the_probe_trained_start(tones: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -80,6 +80,12 @@ class TrainConfig:
         "start's too) instead of the best single epoch: steadier on clips unlike the training set's, such as "
         "unheard speakers. Holds one more copy of the model in memory."
     )
+    wise_ft: float | None = _opt(
+        None, "Fine-tuning from a trained head (--probe-first, or auto): keep (1 - WISE_FT) x the weights it started "
+        "from + WISE_FT x the fine-tuned ones (WiSE-FT; 0.5 is its usual mix): the pretrained encoder pulls the "
+        "result back toward what it heard before, steadier on unheard speakers. Holds one more copy of the model "
+        "in memory."
+    )
     learning_rate: float = _opt(3e-5, "Peak learning rate.")
     head_learning_rate: float | None = _opt(
         None, "Peak learning rate of the new classification head (default: learning_rate)."
@@ -137,6 +143,10 @@ class TrainConfig:
         _require(self.time_budget is None or self.time_budget > 0, "time_budget", self.time_budget, "minutes > 0")
         _require(0 <= self.max_bad_fraction < 1, "max_bad_fraction", self.max_bad_fraction, "a fraction in [0, 1)")
         _require(self.max_duration > 0, "max_duration", self.max_duration, "seconds > 0")
+        _require(self.wise_ft is None or 0 < self.wise_ft < 1, "wise_ft", self.wise_ft,
+                 "the fine-tuned weights' share, strictly between 0 and 1")
+        _require(self.wise_ft is None or self.strategy != "finetune" or self.probe_first, "wise_ft", self.wise_ft,
+                 "a trained head to mix with: --probe-first with --strategy finetune, or --strategy auto")
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "a number > 0")
         _require(self.probe_learning_rate > 0, "probe_learning_rate", self.probe_learning_rate, "a number > 0")
         _require(

@@ -1,4 +1,5 @@
-"""Weight averaging for fine-tuning (`--average-weights`): the mean of the weights at each epoch's end, kept across --resume."""
+"""Weight averaging for fine-tuning, kept across --resume: the mean of the weights at each epoch's end
+(`--average-weights`) and the mix with the weights it started from (`--wise-ft`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from audioclf.runs import RunError
+
 log = logging.getLogger("audioclf")
 
 AVERAGE_FILE = "epoch_average.safetensors"
+START_FILE = "start_weights.safetensors"  # in the checkpoints folder, written once
 _COUNT = "n_averaged"
 
 
@@ -71,3 +75,38 @@ class EpochAverage(TrainerCallback):
             for name, param in self.average.module.named_parameters():
                 param.copy_(saved[name])
             self.average.n_averaged.copy_(saved[_COUNT])
+
+
+class StartMix(TrainerCallback):
+    """WiSE-FT (Wortsman et al., 2022; `--wise-ft`): the weights fine-tuning starts from (a trained head on the
+    pretrained encoder), copied to the CPU and to `folder` at the start, so that a resumed run mixes with
+    the same start; `apply_to` turns the fine-tuned weights into (1 - share) x start + share x fine-tuned.
+    Written here because transformers and torch average over a run's own snapshots, not with its start."""
+
+    def __init__(self, share: float, folder: Path, resuming: bool) -> None:
+        self.share = share
+        self.path = Path(folder) / START_FILE
+        self.resuming = resuming
+        self.start: dict[str, Any] = {}
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        from safetensors.torch import load_file, save_file
+
+        if self.resuming:
+            if not self.path.is_file():
+                raise RunError(f"cannot resume --wise-ft: {self.path}, the weights fine-tuning started "
+                                        "from, is missing")
+            self.start = load_file(str(self.path))
+            return
+        self.start = {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters()}
+        if state.is_world_process_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(self.start, str(self.path))
+
+    def apply_to(self, model: Any) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                start = self.start[name].to(param.device, param.dtype)
+                param.mul_(self.share).add_(start, alpha=1 - self.share)

@@ -17,7 +17,7 @@ from audioclf.config import TrainConfig, parse_db_range
 from audioclf.evaluation import accuracy
 from audioclf.features import is_whisper, pads_to_fixed_length, sampling_rate
 from audioclf.training.augment import Augmenter
-from audioclf.training.averaging import EpochAverage
+from audioclf.training.averaging import EpochAverage, StartMix
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
 from audioclf.training.encoder_cache import (EncodedClipDataset, EncodedCollator, can_cache_encoder_outputs,
                                              encoder_outputs_as_input, frozen_encoder_outputs)
@@ -42,7 +42,8 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
               trained_head: bool = False) -> FineTuned:
     """Trainer over the whole model. With validation clips, every epoch is scored on them and the best is
     kept; without, the last; with `config.average_weights`, the mean of every epoch's (and, with a
-    `trained_head` to start from, the start's) weights, scored on validation. Past `deadline`
+    `trained_head` to start from, the start's) weights, scored on validation; with `config.wise_ft` and a
+    `trained_head`, what was kept mixed with the start's weights. Past `deadline`
     (time.monotonic()), training stops after the current step."""
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
                         parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop,
@@ -58,27 +59,47 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
         if resume:
             log.info("resuming from %s", checkpoint.name if checkpoint else "the start (no complete checkpoint yet)")
         average = EpochAverage(trained_head, checkpoint) if config.average_weights else None
-        if average is not None:
-            trainer.add_callback(average)
+        mix = _start_mix(config, run_dir, checkpoint is not None, trained_head)
+        for callback in (average, mix):
+            if callback is not None:
+                trainer.add_callback(callback)
         with StopOnInterrupt.installed(trainer) as stopper:
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None,
                                    ignore_keys_for_eval=IGNORED_OUTPUTS)
         if stopper.stopped:
             raise runs.TrainingInterrupted(run_dir, trainer.state.global_step)
         best = trainer.state.best_metric if validation.labels else None
-        if average is not None:
-            best = _keep_average(trainer, average, data)
+        if average is not None or mix is not None:
+            best = _keep_mixed(trainer, average, mix, data)
     return FineTuned(trainer.model, result.metrics["train_runtime"] + encode_s, best)
 
 
-def _keep_average(trainer: Any, average: EpochAverage, data: TrainingData) -> float | None:
-    """Put the averaged weights in the trained model; return their validation accuracy (None without)."""
-    average.apply_to(trainer.model)
+def _start_mix(config: TrainConfig, run_dir: Path, resuming: bool, trained_head: bool) -> StartMix | None:
+    if config.wise_ft is None:
+        return None
+    if not trained_head:
+        log.warning("--wise-ft ignored: fine-tuning starts from an untrained head, which is nothing to mix with")
+        return None
+    return StartMix(config.wise_ft, run_dir / runs.CHECKPOINT_DIR, resuming)
+
+
+def _keep_mixed(trainer: Any, average: EpochAverage | None, mix: StartMix | None, data: TrainingData
+                ) -> float | None:
+    """Put the averaged weights, then their mix with the start, in the trained model; return their validation
+    accuracy (None without)."""
+    kept = []
+    if average is not None:
+        average.apply_to(trainer.model)
+        kept.append(f"the mean of {average.count} weight snapshots")
+    if mix is not None:
+        mix.apply_to(trainer.model)
+        kept.append(f"mixed {mix.share:g}:{1 - mix.share:g} with the start (--wise-ft)")
+    what = ", ".join(kept)
     if data.validation is None:
-        log.info("kept the mean of %d weight snapshots", average.count)
+        log.info("kept %s", what)
         return None
     score = trainer.predict(data.validation, ignore_keys=IGNORED_OUTPUTS, metric_key_prefix="eval").metrics
-    log.info("kept the mean of %d weight snapshots: validation accuracy %.4f", average.count, score["eval_accuracy"])
+    log.info("kept %s: validation accuracy %.4f", what, score["eval_accuracy"])
     return score["eval_accuracy"]
 
 
