@@ -190,7 +190,8 @@ def test_wise_ft_mixes_the_epoch_mean_with_the_start_and_resumes_it(tones: Path,
         run = audioclf.train(data=str(tones), model=str(save_tiny("wav2vec2", tmp_path / "base")),
                              output=str(tmp_path / "run"), strategy="finetune", probe_first=True, epochs=2,
                              learning_rate=2e-3, average_weights=True, wise_ft=0.25, **FAST)
-    assert "kept the mean of 3 weight snapshots, mixed 0.25:0.75 with the start (--wise-ft): validation" in caplog.text
+    assert ("kept the mean of 3 weight snapshots, as 0.25 x itself + 0.75 x the start (--wise-ft): validation"
+            in caplog.text)
     first, second = sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     kept, one, two = _weights(run), _weights(first), _weights(second)
     start = _weights(run / "checkpoints", START_FILE)
@@ -209,6 +210,22 @@ def test_wise_ft_mixes_the_epoch_mean_with_the_start_and_resumes_it(tones: Path,
         torch.testing.assert_close(param, (start[name] + two[name]) / 2)
     with pytest.raises(RunError, match=f"cannot resume --wise-ft: .*{START_FILE}"):
         StartMix(0.5, tmp_path, resuming=True).on_train_begin(args, state, TrainerControl(), model=model)
+
+
+def test_wise_ft_mixes_the_best_epoch_with_the_start(tones: Path, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from audioclf.training.averaging import START_FILE
+
+    with caplog.at_level(logging.INFO, logger="audioclf"):
+        run = audioclf.train(data=str(tones), model=str(save_tiny("wav2vec2", tmp_path / "base")),
+                             output=str(tmp_path / "run"), strategy="finetune", probe_first=True, epochs=2,
+                             learning_rate=2e-3, wise_ft=0.5, **FAST)
+    assert "kept the best epoch, as 0.5 x itself + 0.5 x the start (--wise-ft): validation" in caplog.text
+    last = max((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    best = Path(json.loads((last / "trainer_state.json").read_text())["best_model_checkpoint"])
+    kept, epoch, start = _weights(run), _weights(best), _weights(run / "checkpoints", START_FILE)
+    for name in kept:
+        torch.testing.assert_close(kept[name], (start[name] + epoch[name]) / 2)
 
 
 def test_wise_ft_needs_a_trained_head_to_mix_with() -> None:

@@ -94,8 +94,8 @@ class StartMix(TrainerCallback):
 
         if self.resuming:
             if not self.path.is_file():
-                raise RunError(f"cannot resume --wise-ft: {self.path}, the weights fine-tuning started "
-                                        "from, is missing")
+                raise RunError(f"cannot resume --wise-ft: {self.path}, the weights fine-tuning started from, "
+                               "is missing")
             self.start = load_file(str(self.path))
             return
         self.start = {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters()}

@@ -87,14 +87,14 @@ def _keep_mixed(trainer: Any, average: EpochAverage | None, mix: StartMix | None
                 ) -> float | None:
     """Put the averaged weights, then their mix with the start, in the trained model; return their validation
     accuracy (None without)."""
-    kept = []
     if average is not None:
         average.apply_to(trainer.model)
-        kept.append(f"the mean of {average.count} weight snapshots")
+        what = f"the mean of {average.count} weight snapshots"
+    else:
+        what = "the best epoch" if data.validation is not None else "the last epoch"
     if mix is not None:
         mix.apply_to(trainer.model)
-        kept.append(f"mixed {mix.share:g}:{1 - mix.share:g} with the start (--wise-ft)")
-    what = ", ".join(kept)
+        what += f", as {mix.share:g} x itself + {1 - mix.share:g} x the start (--wise-ft)"
     if data.validation is None:
         log.info("kept %s", what)
         return None
