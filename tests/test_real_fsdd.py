@@ -16,12 +16,12 @@ TEST_SPEAKER = "nicolas"
 # Measured with seed 42 before the validation split (see README, "Real-data check"): probe 0.908 in 37 s of
 # training; LP-FT (probe head first, then 5 epochs of fine-tuning) 0.904 in 240 s; LP-FT keeping the mean of
 # its epochs' weights 0.922 in 144 s (with the validation split, trim and --average-weights), that mean mixed
-# 0.5 with the probe-trained start (--wise-ft 0.5) 0.938 in 166 s. bench/accuracy.py measures the current code
-# on every speaker, nicolas included.
+# 0.5 with the probe-trained start (--wise-ft 0.5) 0.938 in 166 s, with noise at 10-30 dB SNR added 0.942 in
+# 181 s. bench/accuracy.py measures the current code on every speaker, nicolas included.
 PROBE = dict(strategy="probe", batch_size=32, max_duration=1.0, seed=42)
 LP_FT = dict(strategy="finetune", probe_first=True, epochs=5, batch_size=16, gradient_accumulation_steps=1, learning_rate=5e-5,
-             head_learning_rate=5e-5, augment_speed=0.25, augment_trim="10:35", average_weights=True, wise_ft=0.5,
-             max_duration=1.0, seed=42)
+             head_learning_rate=5e-5, augment_speed=0.25, augment_trim="10:35", augment_noise_snr="10:30",
+             average_weights=True, wise_ft=0.5, max_duration=1.0, seed=42)
 
 
 def fsdd_manifest(path: Path) -> Path:
@@ -65,5 +65,6 @@ def test_fine_tuned_whisper_tiny_en_generalises_to_an_unheard_speaker(tmp_path: 
     # that validation picks (every epoch scores ~1.0 on the training speakers' own clips) is a lottery. The
     # mean of the epochs' weights (--average-weights) measured 0.922 here, 0.932 with seed 1 and 0.954 under
     # --bf16 (bench/accuracy.py; README, "Real-data check"); mixed with the start (--wise-ft 0.5), 0.938 here
-    # and 0.934 with seed 1. This guards that level, not the issue's 0.95.
+    # and 0.934 with seed 1; with --augment-noise-snr 10:30 too, 0.942 and 0.952. This guards that level, not
+    # the issue's 0.95.
     assert accuracy >= 0.90, accuracy
