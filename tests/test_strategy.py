@@ -214,6 +214,7 @@ def test_wise_ft_mixes_the_epoch_mean_with_the_start_and_resumes_it(tones: Path,
 
 def test_wise_ft_mixes_the_best_epoch_with_the_start(tones: Path, tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from audioclf.runs import newest_checkpoint
     from audioclf.training.averaging import START_FILE
 
     with caplog.at_level(logging.INFO, logger="audioclf"):
@@ -221,7 +222,7 @@ def test_wise_ft_mixes_the_best_epoch_with_the_start(tones: Path, tmp_path: Path
                              output=str(tmp_path / "run"), strategy="finetune", probe_first=True, epochs=2,
                              learning_rate=2e-3, wise_ft=0.5, **FAST)
     assert "kept the best epoch, as 0.5 x itself + 0.5 x the start (--wise-ft): validation" in caplog.text
-    last = max((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    last = newest_checkpoint(run)
     best = Path(json.loads((last / "trainer_state.json").read_text())["best_model_checkpoint"])
     kept, epoch, start = _weights(run), _weights(best), _weights(run / "checkpoints", START_FILE)
     for name in kept:
