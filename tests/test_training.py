@@ -176,6 +176,63 @@ def test_spec_augment_uses_the_models_own_masking_where_it_has_one(tmp_path: Pat
     assert enable_spec_augment(whisper, 0.3) == "spectrogram masks" and whisper._forward_pre_hooks
 
 
+def test_vtlp_moves_a_tone_by_its_factor_and_only_while_training() -> None:
+    from transformers import WhisperFeatureExtractor
+
+    from audioclf.training.augment import MEL_FEATURES, SpectrogramWarp, mel_bin_centres, warp_frequencies
+
+    extractor = WhisperFeatureExtractor(feature_size=80, chunk_length=1)
+    time = np.arange(16000) / 16000
+
+    def tone_spectrogram(hz: float) -> torch.Tensor:
+        wave = (0.5 * np.sin(2 * np.pi * hz * time)).astype(np.float32)
+        return torch.as_tensor(extractor(wave, sampling_rate=16000, return_tensors="np")["input_features"])
+
+    centres = mel_bin_centres(80, "slaney", 0.0, 8000.0)
+    assert np.allclose(centres[:2], [37.2, 74.5], atol=0.1) and 7650 < centres[-1] < 7750
+    source = tone_spectrogram(1000)
+    warped = warp_frequencies(source.repeat(3, 1, 1), np.array([0.85, 1.0, 1.15]), centres, freq_axis=1)
+    peak_bins = warped.mean(dim=2).argmax(dim=1).tolist()
+    # the tone's energy moves to the bin of factor x 1000 Hz, as a tone at that pitch would put it
+    assert peak_bins == [int(tone_spectrogram(hz).mean(dim=2).argmax()) for hz in (850, 1000, 1150)]
+    assert torch.equal(warped[1], source[0])  # factor 1 leaves it as it was
+    assert peak_bins[0] < peak_bins[1] < peak_bins[2]
+
+    module = torch.nn.Linear(1, 1)
+    hook = SpectrogramWarp(0.2, "input_features", *MEL_FEATURES["whisper"], high_hz=8000.0)
+    torch.manual_seed(0)
+    _, kwargs = hook(module, (), {"input_features": source.repeat(8, 1, 1)})
+    drawn = kwargs["input_features"].mean(dim=2).argmax(dim=1)
+    assert len(set(drawn.tolist())) > 1  # each clip draws its own factor
+    low, high = (int(tone_spectrogram(hz).mean(dim=2).argmax()) for hz in (790, 1210))
+    assert ((drawn >= low) & (drawn <= high)).all()
+    module.eval()
+    assert hook(module, (), {"input_features": source}) is None
+
+
+def test_vtlp_is_for_spectrogram_models_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import audioclf
+    from audioclf.training.augment import enable_vtlp
+
+    wav2vec2 = load_for_training(str(save_tiny("wav2vec2", tmp_path / "w")), ["a", "b"])
+    assert not enable_vtlp(wav2vec2, 0.1, 16000) and not wav2vec2._forward_pre_hooks
+    ast = load_for_training(str(save_tiny("audio-spectrogram-transformer", tmp_path / "a")), ["a", "b"])
+    assert enable_vtlp(ast, 0.1, 16000)
+    (hook,) = ast._forward_pre_hooks.values()
+    bins = ast.config.num_mel_bins
+    rising = torch.linspace(0, 1, bins).expand(2, 30, bins)  # AST: (batch, time, mel bins)
+    _, kwargs = hook(ast.train(), (), {"input_values": rising})
+    assert kwargs["input_values"].shape == rising.shape and not torch.equal(kwargs["input_values"], rising)
+    assert torch.equal(kwargs["input_values"][:, 0], kwargs["input_values"][:, -1])  # warped along frequency only
+    with pytest.raises(ConfigError, match="augment_vtlp"):
+        TrainConfig.build({"augment_vtlp": 0.5})
+
+    data = write_tone_folder(tmp_path / "tones", per_label=4)
+    audioclf.train(data=str(data), model=str(tmp_path / "w"), output=str(tmp_path / "run"), strategy="finetune",
+                   epochs=1, batch_size=4, augment_vtlp=0.1, validation_size=0)
+    assert "--augment-vtlp ignored" in caplog.text
+
+
 def test_noise_snr_must_be_a_range() -> None:
     assert TrainConfig(augment_noise_snr="10:30").noise_snr_range() == (10.0, 30.0)
     with pytest.raises(ConfigError, match="augment_noise_snr"):
@@ -208,7 +265,8 @@ def test_fine_tuning_with_every_augmentation_on_a_spectrogram_model(tmp_path: Pa
     run = audioclf.train(data=str(data), model=str(save_tiny("whisper", tmp_path / "base")), output=str(tmp_path / "run"),
                          strategy="finetune", epochs=2, batch_size=4, gradient_accumulation_steps=1,
                          spec_augment=0.2, augment_shift=0.1, augment_gain="-6:6", augment_speed=0.1,
-                         augment_crop=0.3, augment_noise_snr="10:30", augment_trim="10:35", validation_size=0)
+                         augment_crop=0.3, augment_noise_snr="10:30", augment_trim="10:35", augment_vtlp=0.1,
+                         validation_size=0)
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert not audioclf.Classifier.load(run).model._forward_pre_hooks  # the training-only masks are not saved
     assert "--augment-crop with Whisper" in caplog.text

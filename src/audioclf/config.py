@@ -103,6 +103,11 @@ class TrainConfig:
     augment_crop: float = _opt(0.0, "Random crop while training: clips longer than this many seconds are cut, every "
                                "epoch, to a window of it at a random start (0: off). Evaluation and prediction "
                                "see whole clips, up to --max-duration.")
+    augment_vtlp: float = _opt(
+        0.0, "Vocal tract length perturbation while fine-tuning: each clip's mel spectrogram stretched along "
+        "frequency by a random factor up to this fraction up or down, e.g. 0.1 (models that take a spectrogram: "
+        "Whisper, AST; 0: off)."
+    )
     spec_augment: float | None = _opt(
         None, "SpecAugment while fine-tuning: the fraction of time steps masked (the wav2vec2 family's own "
         "mask_time_prob, else masks on the input spectrogram; 0: off; default: the checkpoint's own, 0.05 for "
@@ -162,6 +167,7 @@ class TrainConfig:
         _require(0 <= self.augment_shift <= 5, "augment_shift", self.augment_shift, "seconds in [0, 5]")
         _require(self.augment_crop == 0 or self.augment_crop >= 0.1, "augment_crop", self.augment_crop,
                  "0 (off) or seconds >= 0.1")
+        _require(0 <= self.augment_vtlp < 0.5, "augment_vtlp", self.augment_vtlp, "a fraction in [0, 0.5)")
         _require(self.spec_augment is None or 0 <= self.spec_augment < 1, "spec_augment", self.spec_augment,
                  "a fraction in [0, 1)")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")

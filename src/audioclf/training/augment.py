@@ -1,4 +1,5 @@
-"""Training-time augmentation of decoded waveforms (edge trim, speed, random crop, time shift, gain, noise), per item per epoch."""
+"""Training-time augmentation: of decoded waveforms (edge trim, speed, random crop, time shift, gain, noise), per item
+per epoch, and of the model's input spectrogram (SpecAugment time masks, vocal tract length perturbation)."""
 
 from __future__ import annotations
 
@@ -132,3 +133,77 @@ class SpectrogramTimeMask:
         mean = features.mean(dim=(1, 2), keepdim=True).expand_as(features)
         features[masked] = mean[masked]
         return args, {**kwargs, self.input_name: features.movedim(1, self.time_axis)}
+
+
+# The frequency axis and mel scale of each spectrogram-input architecture's features, as its feature extractor
+# builds them without torchaudio: Whisper (batch, mel, time), slaney mel from 0 Hz; AST (batch, time, mel), kaldi
+# mel from 20 Hz; both up to half the sampling rate.
+MEL_FEATURES = {"whisper": (1, "slaney", 0.0), "audio-spectrogram-transformer": (2, "kaldi", 20.0)}
+
+
+def enable_vtlp(model: Any, max_warp: float, rate: int) -> bool:
+    """Vocal tract length perturbation while training, on the input mel spectrogram of models that take one
+    (Whisper, AST). Returns False, registering nothing, for models that take raw waveforms."""
+    layout = MEL_FEATURES.get(model.config.model_type)
+    if layout is None:
+        return False
+    freq_axis, mel_scale, low_hz = layout
+    model.register_forward_pre_hook(SpectrogramWarp(max_warp, model.main_input_name, freq_axis, mel_scale,
+                                                    low_hz, rate / 2), with_kwargs=True)
+    return True
+
+
+@dataclass
+class SpectrogramWarp:
+    """A forward pre-hook that, in training mode only, stretches each clip's mel spectrogram along frequency by
+    its own factor drawn in [1 - max_warp, 1 + max_warp] (VTLP, Jaitly & Hinton 2013): what was at f Hz moves
+    to factor x f, as in a speaker with a shorter or longer vocal tract, and unlike speed perturbation the
+    clip keeps its length."""
+
+    max_warp: float
+    input_name: str
+    freq_axis: int
+    mel_scale: str
+    low_hz: float
+    high_hz: float
+
+    def __call__(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dict] | None:
+        import torch
+
+        features = kwargs.get(self.input_name)
+        if not module.training or features is None or features.dim() != 3:
+            return None
+        factors = 1 + self.max_warp * (2 * torch.rand(features.shape[0]).numpy() - 1)
+        centres = mel_bin_centres(features.shape[self.freq_axis], self.mel_scale, self.low_hz, self.high_hz)
+        return args, {**kwargs, self.input_name: warp_frequencies(features, factors, centres, self.freq_axis)}
+
+
+def mel_bin_centres(bins: int, mel_scale: str, low_hz: float, high_hz: float) -> np.ndarray:
+    """The centre frequency (Hz) of each of `bins` mel filters spaced evenly in mel from low_hz to high_hz."""
+    from transformers.audio_utils import hertz_to_mel, mel_to_hertz
+
+    edges = np.linspace(hertz_to_mel(low_hz, mel_scale), hertz_to_mel(high_hz, mel_scale), bins + 2)
+    return mel_to_hertz(edges[1:-1], mel_scale)
+
+
+def warp_frequencies(features: Any, factors: np.ndarray, centres_hz: np.ndarray, freq_axis: int) -> Any:
+    """Each clip's spectrogram (a torch tensor, clips on axis 0) with bin j given the value at centres_hz[j] /
+    factor, read by linear interpolation between the neighbouring bins (held at the lowest and highest bin
+    beyond them)."""
+    import torch
+
+    bins = centres_hz.size
+    # (clips, bins) fractional source positions; np.interp holds the end bins beyond the table
+    position = np.stack([np.interp(centres_hz / factor, centres_hz, np.arange(bins)) for factor in factors])
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, bins - 1)
+    weight = torch.as_tensor(position - below, dtype=features.dtype, device=features.device)
+    moved = features.movedim(freq_axis, -1)  # (clips, ..., bins)
+    shape = (moved.shape[0],) + (1,) * (moved.dim() - 2) + (bins,)
+
+    def gather(index: np.ndarray) -> Any:
+        index = torch.as_tensor(index, device=features.device).view(shape).expand_as(moved)
+        return moved.gather(-1, index)
+
+    warped = gather(below) * (1 - weight.view(shape)) + gather(above) * weight.view(shape)
+    return warped.movedim(-1, freq_axis)

@@ -27,7 +27,7 @@ from audioclf.models import (
 )
 from audioclf.sources import LoadedData, hold_out_validation, load_data, split_records
 from audioclf.sources.records import DataError
-from audioclf.training.augment import enable_spec_augment
+from audioclf.training.augment import enable_spec_augment, enable_vtlp
 from audioclf.training.cache import default_cache_dir
 from audioclf.training.dataset import DecodedClips, decode_records
 from audioclf.training.strategy import Outcome, run_strategy
@@ -154,6 +154,9 @@ def _prepare_model(config: TrainConfig, label_names: list[str], extractor: Any, 
     if config.spec_augment is not None:
         log.info("SpecAugment %.2f through the %s", config.spec_augment,
                  enable_spec_augment(model, config.spec_augment))
+    if config.augment_vtlp and not enable_vtlp(model, config.augment_vtlp, sampling_rate(extractor)):
+        log.warning("--augment-vtlp ignored: %s takes raw audio, not a mel spectrogram (Whisper and AST do)",
+                    config.model)
     return model
 
 
