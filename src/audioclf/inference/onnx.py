@@ -163,9 +163,12 @@ def _quantize_int8(path: Path) -> None:
     # bench/inference.py` the wav2vec2-base config's int8 export went from 0.72x its float32 export's
     # clips/s to 1.29x with the convolutions left in float32, and whisper-tiny.en's from 1.20x to 1.43x.
     # The first transformer layer stays float32 too: int8 activations hurt it most (whisper-tiny.en's
-    # agreement with float in bench/inference.py rose from 0.98 to 0.995 with it in float32, README).
+    # agreement with float in bench/inference.py rose from 0.98 to 0.995 with it in float32, README). So do
+    # the products of two activations (attention's scores and weighted values): both sides quantized per
+    # call, they ran slower than in float32 and saved no weights (README, "Benchmarks").
     quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], nodes_to_exclude=first_layer_matmuls(path))
+                     op_types_to_quantize=["MatMul"],
+                     nodes_to_exclude=sorted({*first_layer_matmuls(path), *activation_products(path)}))
     quantized.replace(path)
 
 
@@ -180,6 +183,15 @@ def first_layer_matmuls(path: Path) -> list[str]:
     graph = onnx.load(str(path), load_external_data=False).graph
     return [node.name for node in graph.node if node.op_type == "MatMul"
             and any(FIRST_LAYER_SCOPE.search(scope) for scope in _name_scopes(node))]
+
+
+def activation_products(path: Path) -> list[str]:
+    """The MatMul nodes of which neither input is a weight (a stored initializer): products of activations."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {tensor.name for tensor in graph.initializer}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and not weights & set(node.input)]
 
 
 def _name_scopes(node: Any) -> list[str]:
