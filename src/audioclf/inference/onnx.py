@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
-import re
 import shutil
 import tempfile
 import warnings
@@ -159,30 +157,16 @@ def _quantize_int8(path: Path) -> None:
     quantized = path.with_suffix(".int8.onnx")
     # Per-channel scales: on the bench's whisper-tiny.en classifiers they kept top-1 agreement with float32
     # at 0.98-0.99 where one scale per tensor kept 0.96-0.98, at the same speed. MatMul only: on CPUs
-    # without VNNI, int8 convolutions (ConvInteger) run slower than float32 ones; in `python
-    # bench/inference.py` the wav2vec2-base config's int8 export went from 0.72x its float32 export's
-    # clips/s to 1.29x with the convolutions left in float32, and whisper-tiny.en's from 1.20x to 1.43x.
-    # The first transformer layer stays float32 too: int8 activations hurt it most (whisper-tiny.en's
-    # agreement with float in bench/inference.py rose from 0.98 to 0.995 with it in float32, README). So do
-    # the products of two activations (attention's scores and weighted values): both sides quantized per
-    # call, they ran slower than in float32 and saved no weights (README, "Benchmarks").
+    # without VNNI, int8 convolutions (ConvInteger) run slower than float32 ones (and on this project's AVX-512
+    # VNNI machine too, README); in `python bench/inference.py` the wav2vec2-base config's int8 export went
+    # from 0.72x its float32 export's clips/s to 1.29x with the convolutions left in float32, and
+    # whisper-tiny.en's from 1.20x to 1.43x. Products of two activations (attention's scores and weighted
+    # values) stay float32 as well: quantized, both sides get one scale per call, which cost agreement
+    # (whisper-tiny.en's fell to 0.98 with them, where keeping the first layer in float32 had brought it back)
+    # and time, for no weights saved (README, "Benchmarks").
     quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"],
-                     nodes_to_exclude=sorted({*first_layer_matmuls(path), *activation_products(path)}))
+                     op_types_to_quantize=["MatMul"], nodes_to_exclude=activation_products(path))
     quantized.replace(path)
-
-
-FIRST_LAYER_SCOPE = re.compile(r"(^|\.)layers?\.0$")  # `encoder.layers.0` (wav2vec2, Whisper), `encoder.layer.0` (AST)
-
-
-def first_layer_matmuls(path: Path) -> list[str]:
-    """The MatMul nodes of the model's first transformer layer, found by the PyTorch module scopes that
-    torch.onnx's exporter records on each node (`pkg.torch.onnx.name_scopes`); none where it recorded none."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return [node.name for node in graph.node if node.op_type == "MatMul"
-            and any(FIRST_LAYER_SCOPE.search(scope) for scope in _name_scopes(node))]
 
 
 def activation_products(path: Path) -> list[str]:
@@ -192,11 +176,6 @@ def activation_products(path: Path) -> list[str]:
     graph = onnx.load(str(path), load_external_data=False).graph
     weights = {tensor.name for tensor in graph.initializer}
     return [node.name for node in graph.node if node.op_type == "MatMul" and not weights & set(node.input)]
-
-
-def _name_scopes(node: Any) -> list[str]:
-    scopes = next((prop.value for prop in node.metadata_props if prop.key == "pkg.torch.onnx.name_scopes"), "[]")
-    return ast.literal_eval(scopes)
 
 
 def _logits_only(model: Any, names: list[str], length_aware: bool) -> Any:
