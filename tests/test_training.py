@@ -179,7 +179,7 @@ def test_spec_augment_uses_the_models_own_masking_where_it_has_one(tmp_path: Pat
 def test_vtlp_moves_a_tone_by_its_factor_and_only_while_training() -> None:
     from transformers import WhisperFeatureExtractor
 
-    from audioclf.training.augment import MEL_FEATURES, SpectrogramWarp, mel_bin_centres, warp_frequencies
+    from audioclf.training.augment import SpectrogramWarp, mel_bin_centres, warp_frequencies
 
     extractor = WhisperFeatureExtractor(feature_size=80, chunk_length=1)
     time = np.arange(16000) / 16000
@@ -199,7 +199,7 @@ def test_vtlp_moves_a_tone_by_its_factor_and_only_while_training() -> None:
     assert peak_bins[0] < peak_bins[1] < peak_bins[2]
 
     module = torch.nn.Linear(1, 1)
-    hook = SpectrogramWarp(0.2, "input_features", *MEL_FEATURES["whisper"], high_hz=8000.0)
+    hook = SpectrogramWarp(0.2, "input_features", 1, centres)
     torch.manual_seed(0)
     _, kwargs = hook(module, (), {"input_features": source.repeat(8, 1, 1)})
     drawn = kwargs["input_features"].mean(dim=2).argmax(dim=1)

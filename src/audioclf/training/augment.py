@@ -148,8 +148,9 @@ def enable_vtlp(model: Any, max_warp: float, rate: int) -> bool:
     if layout is None:
         return False
     freq_axis, mel_scale, low_hz = layout
-    model.register_forward_pre_hook(SpectrogramWarp(max_warp, model.main_input_name, freq_axis, mel_scale,
-                                                    low_hz, rate / 2), with_kwargs=True)
+    centres = mel_bin_centres(model.config.num_mel_bins, mel_scale, low_hz, rate / 2)
+    model.register_forward_pre_hook(SpectrogramWarp(max_warp, model.main_input_name, freq_axis, centres),
+                                    with_kwargs=True)
     return True
 
 
@@ -163,9 +164,7 @@ class SpectrogramWarp:
     max_warp: float
     input_name: str
     freq_axis: int
-    mel_scale: str
-    low_hz: float
-    high_hz: float
+    centres_hz: np.ndarray  # each mel bin's centre frequency
 
     def __call__(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dict] | None:
         import torch
@@ -174,8 +173,7 @@ class SpectrogramWarp:
         if not module.training or features is None or features.dim() != 3:
             return None
         factors = 1 + self.max_warp * (2 * torch.rand(features.shape[0]).numpy() - 1)
-        centres = mel_bin_centres(features.shape[self.freq_axis], self.mel_scale, self.low_hz, self.high_hz)
-        return args, {**kwargs, self.input_name: warp_frequencies(features, factors, centres, self.freq_axis)}
+        return args, {**kwargs, self.input_name: warp_frequencies(features, factors, self.centres_hz, self.freq_axis)}
 
 
 def mel_bin_centres(bins: int, mel_scale: str, low_hz: float, high_hz: float) -> np.ndarray:
