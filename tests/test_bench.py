@@ -43,6 +43,10 @@ def test_inference_quick_writes_results(tmp_path: Path) -> None:
                             "audioclf ONNX float32", "audioclf ONNX int8"}
     assert runners["stock pipeline, per clip"]["speedup_vs_stock"] == 1.0
     assert runners["audioclf (PyTorch)"]["top1_agreement_vs_stock"] == 1.0  # same model, same scores
+    assert figures["held_out_clips"] == 32  # the untimed agreement pass, on more clips than were timed
+    assert runners["audioclf (PyTorch)"]["top1_agreement_vs_stock_held_out"] == 1.0
+    assert all(0 <= r["top1_agreement_vs_stock_held_out"] <= 1 for r in runners.values())
+    assert 0 <= runners["audioclf ONNX int8"]["top1_agreement_vs_onnx_float32_held_out"] <= 1
     assert isinstance(results["cpu_native_bf16"], bool) and results["matmul_bf16_gflop_s"] > 0
     assert all(r["clips_per_s"] > 0 and r["p50_ms"] <= r["p95_ms"] for r in runners.values())
     assert results["rounds"] == 1 and all(r["clips_per_s_each_round"] == [r["clips_per_s"]] for r in runners.values())
