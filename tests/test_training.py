@@ -331,4 +331,35 @@ def test_length_grouped_sampler_takes_known_lengths_without_reading_items(tmp_pa
     sampler = trainer._get_train_sampler()
     assert sampler.lengths == lengths and not reads  # transformers' own sampler would augment every clip once
     order = list(sampler)
-    assert sorted(order) == list(range(6)) and order[0] == lengths.index(max(lengths))  # longest batch first
+    assert sorted(order) == list(range(6)) and lengths.index(max(lengths)) in order[:2]  # longest batch first
+
+
+def test_length_sorted_sampler_batches_neighbours_in_length_and_reshuffles_them() -> None:
+    from audioclf.training.finetune import LengthSortedSampler
+
+    lengths = torch.randint(1000, 20000, (107,), generator=torch.Generator().manual_seed(0)).tolist()
+    sampler = LengthSortedSampler(lengths, batch_size=8)
+    by_length = sorted(range(len(lengths)), key=lengths.__getitem__)
+    neighbours = {frozenset(by_length[i : i + 8]) for i in range(0, 104, 8)}  # one window: the whole set
+    torch.manual_seed(1)
+    epochs = [list(sampler), list(sampler)]
+    for order in epochs:
+        assert sorted(order) == list(range(107))
+        batches = [order[i : i + 8] for i in range(0, 107, 8)]
+        assert {frozenset(batch) for batch in batches[:-1]} == neighbours
+        assert set(batches[-1]) == set(by_length[104:])  # the short batch, last
+        assert max(lengths[i] for i in batches[0]) == max(lengths[i] for batch in batches[:-1] for i in batch)
+    assert epochs[0] != epochs[1]  # the batches' order changes between epochs
+
+
+def test_length_sorted_sampler_sorts_within_windows_of_fifty_batches() -> None:
+    from audioclf.training.finetune import LengthSortedSampler
+
+    lengths = list(range(250))
+    sampler = LengthSortedSampler(lengths, batch_size=2)
+    sampler.WINDOW_BATCHES = 5  # windows of 10 clips: 25 of them
+    order = list(sampler)
+    batches = [order[i : i + 2] for i in range(0, 250, 2)]
+    assert sorted(order) == lengths and all(len(batch) == 2 for batch in batches)
+    # within a window, neighbours in length; across windows, random: some batch pairs clips far apart
+    assert any(abs(a - b) > 2 for a, b in batches)

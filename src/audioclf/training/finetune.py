@@ -131,19 +131,52 @@ def _training_data(model: Any, extractor: Any, config: TrainConfig, train: Decod
 
 
 class KnownLengthsTrainer(Trainer):
-    """Trainer whose length-grouped sampler takes the dataset's known clip lengths. Written by hand because
-    transformers, for a dataset that is not a `datasets.Dataset`, reads every training item once to measure
-    it before training starts: a pass over the disk cache, and over the augmenter, for nothing."""
+    """Trainer whose length-grouped sampler is `LengthSortedSampler` over the dataset's known clip lengths.
+    transformers' own, for a dataset that is not a `datasets.Dataset`, reads every training item once to
+    measure it before training starts: a pass over the disk cache, and over the augmenter, for nothing."""
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        from transformers.trainer_pt_utils import LengthGroupedSampler
-
         dataset = self.train_dataset if train_dataset is None else train_dataset
         lengths = getattr(dataset, "lengths", None)
         if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
             return super()._get_train_sampler(train_dataset)
-        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                    lengths=list(lengths))
+        return LengthSortedSampler(list(lengths), self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
+
+class LengthSortedSampler:
+    """Each epoch: the clips in random order, sorted by length within windows of up to 50 batches, cut into
+    batches, the full batches shuffled (the one holding the longest clip first, so that running out of
+    memory happens at once) and the short one last, where it cannot shift the batches after it.
+
+    Written by hand because transformers' `LengthGroupedSampler` sorts within windows of a quarter of the
+    data set, and keeps each window's batches in order of length: on 160 FSDD clips in batches of 16 it pads
+    to 29.4 frames per clip on average where one window gives 24.6 (their real mean: 23.0). Fixed batches
+    reshuffled every epoch are what speech toolkits such as fairseq do on sets this small."""
+
+    WINDOW_BATCHES = 50
+
+    def __init__(self, lengths: list[int], batch_size: int) -> None:
+        self.lengths = lengths
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        import torch  # the global generator, which Trainer seeds (and restores on resume)
+
+        order = torch.randperm(len(self.lengths)).tolist()
+        window = self.batch_size * self.WINDOW_BATCHES
+        batches: list[list[int]] = []
+        for start in range(0, len(order), window):
+            ranked = sorted(order[start : start + window], key=self.lengths.__getitem__)
+            batches += [ranked[i : i + self.batch_size] for i in range(0, len(ranked), self.batch_size)]
+        short = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
+        batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
+        if batches:
+            longest = max(range(len(batches)), key=lambda b: self.lengths[batches[b][-1]])  # each sorted
+            batches.insert(0, batches.pop(longest))
+        return (index for batch in batches + short for index in batch)
 
 
 class TimeBudget(TrainerCallback):
