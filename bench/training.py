@@ -57,6 +57,8 @@ def main() -> None:
         for name, (model, kind) in models.items():
             train_clips = fsdd_clips(("george", "jackson"), sizes[kind])
             results["models"][name] = compare(model, train_clips, eval_clips, work / f"fsdd-{kind}", epochs, bf16=True)
+            if kind == "wav2vec2":
+                results["models"][name]["padded_frames_per_clip"] = padded_frames_per_clip(train_clips)
             results["long_calls"][name] = compare(model, train_calls, eval_calls, work / f"calls-{kind}", epochs,
                                                   like_guide=kind == "wav2vec2")
     show(results)
@@ -134,6 +136,30 @@ def audioclf_default(model_name: Path, train: list[Path], evaluation: list[Path]
     return {**runtime(status["train_runtime_s"], len(train) * epochs, epochs), "whole_command_s": round(wall, 1)}
 
 
+def padded_frames_per_clip(clips: list[Path], epochs: int = 20) -> dict[str, float]:
+    """Frames per clip (wav2vec2's 20 ms) that training batches pad to, over `epochs` epochs' orders, with
+    audioclf's sampler and with transformers' length-grouped one; and the clips' own mean."""
+    import soundfile as sf
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from audioclf.training.finetune import LengthSortedSampler
+
+    lengths = [sf.info(str(clip)).duration * 50 for clip in clips]
+
+    def padded(sampler: Any) -> float:
+        torch.manual_seed(0)
+        total = 0.0
+        for _ in range(epochs):
+            order = list(sampler)
+            total += sum(len(b) * max(lengths[i] for i in b) for b in (order[i : i + BATCH] for i in
+                                                                        range(0, len(order), BATCH)))
+        return round(total / (epochs * len(order)), 1)
+
+    return {"audioclf": padded(LengthSortedSampler(lengths, BATCH)),
+            "transformers": padded(LengthGroupedSampler(BATCH, lengths=lengths)), "clips": round(sum(lengths) / len(lengths), 1)}
+
+
 def runtime(seconds: float, clips: int, epochs: int) -> dict[str, float]:
     return {"train_runtime_s": round(seconds, 2), "s_per_epoch": round(seconds / epochs, 2),
             "clips_per_s": round(clips / seconds, 2)}
@@ -149,6 +175,11 @@ def show(results: dict[str, Any]) -> None:
                                                               r["speedup_bf16"])]
     print_table(headers, rows)
     print(f"(bfloat16 native on this CPU: {results['cpu_native_bf16']})")
+    for name, r in results["models"].items():
+        if "padded_frames_per_clip" in r:
+            pad = r["padded_frames_per_clip"]
+            print(f"{name}: batches padded to {pad['audioclf']} frames per clip (transformers' sampler: "
+                  f"{pad['transformers']}; the clips' own mean: {pad['clips']})")
     print(f"\n5-10 s calls ({results['eval_calls']} eval): the guide keeps 1 s of each, audioclf all of it "
           "(default) or 1 s (like the guide)")
     rows = []
