@@ -363,3 +363,44 @@ def test_length_sorted_sampler_sorts_within_windows_of_fifty_batches() -> None:
     assert sorted(order) == lengths and all(len(batch) == 2 for batch in batches)
     # within a window, neighbours in length; across windows, random: some batch pairs clips far apart
     assert any(abs(a - b) > 2 for a, b in batches)
+
+
+@pytest.mark.parametrize(("kind", "before", "first", "second"), [
+    ("whisper", "encoder.conv1.weight", "encoder.layers.0.fc1.weight", "encoder.layers.1.fc1.weight"),
+    ("wav2vec2", "wav2vec2.feature_projection.projection.weight", "wav2vec2.encoder.layers.0.feed_forward.output_dense.weight",
+     "wav2vec2.encoder.layers.1.feed_forward.output_dense.weight"),
+    ("audio-spectrogram-transformer", "audio_spectrogram_transformer.embeddings.patch_embeddings.projection.weight",
+     "audio_spectrogram_transformer.layers.0.attention.q_proj.weight",
+     "audio_spectrogram_transformer.layers.1.attention.q_proj.weight"),
+])
+def test_freeze_first_layers_freezes_those_layers_and_all_before_them(tmp_path: Path, kind: str, before: str,
+                                                                      first: str, second: str) -> None:
+    from audioclf.training.finetune import freeze_first_layers
+
+    model = load_for_training(str(save_tiny(kind, tmp_path / kind)), ["a", "b"])
+    params = dict(model.named_parameters())
+    frozen = freeze_first_layers(model, 1)
+    assert not params[before].requires_grad and not params[first].requires_grad
+    head = [param for name, param in params.items() if name.startswith("classifier.")]
+    assert params[second].requires_grad and head and all(param.requires_grad for param in head)
+    assert frozen == sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    with pytest.raises(ConfigError, match="--freeze-layers 3: .* has 2 transformer layers"):
+        freeze_first_layers(model, 3)
+
+
+def test_fine_tuning_with_frozen_layers_leaves_them_as_they_were(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    import audioclf
+
+    base = save_tiny("whisper", tmp_path / "base")
+    data = write_tone_folder(tmp_path / "tones", per_label=6)
+    run = audioclf.train(data=str(data), model=str(base), output=str(tmp_path / "run"), strategy="finetune",
+                         epochs=2, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3,
+                         freeze_layers=1, validation_size=0)
+    start, tuned = load_file(str(base / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    for name in ("encoder.conv1.weight", "encoder.conv2.bias", "encoder.layers.0.fc1.weight",
+                 "encoder.layers.0.self_attn.q_proj.weight"):
+        assert torch.equal(start[name], tuned[name]), name
+    assert not torch.equal(start["encoder.layers.1.fc1.weight"], tuned["encoder.layers.1.fc1.weight"])
+    assert "freeze_layers: 1" in (run / "config.yaml").read_text()

@@ -56,6 +56,10 @@ class TrainConfig:
     # --- model ------------------------------------------------------------------------------------
     model: str = _opt("facebook/wav2vec2-base", "Hub checkpoint id or local model folder to fine-tune.")
     freeze_feature_encoder: bool = _opt(True, "Freeze the convolutional feature encoder (wav2vec2 family).")
+    freeze_layers: int = _opt(
+        0, "Fine-tuning: also freeze the encoder's first N transformer layers and all before them (its convolutions "
+        "and embeddings); fewer weights to fit, and no backward pass through them."
+    )
     trust_remote_code: bool = _opt(False, "Allow custom model code from the checkpoint (off unless you trust it).")
     # --- training hyperparameters (the HF guide's defaults) ----------------------------------------
     strategy: str = _opt(
@@ -143,6 +147,7 @@ class TrainConfig:
                  " or ".join(PADDING_SIDES))
         _require(self.strategy in STRATEGIES, "strategy", self.strategy, " or ".join(STRATEGIES))
         _require(self.probe_epochs >= 1, "probe_epochs", self.probe_epochs, "an integer >= 1")
+        _require(self.freeze_layers >= 0, "freeze_layers", self.freeze_layers, "an integer >= 0")
         _require(0 < self.test_size < 1, "test_size", self.test_size, "a fraction strictly between 0 and 1")
         _require(0 <= self.validation_size < 1, "validation_size", self.validation_size, "a fraction in [0, 1)")
         _require(self.time_budget is None or self.time_budget > 0, "time_budget", self.time_budget, "minutes > 0")

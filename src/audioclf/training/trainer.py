@@ -166,7 +166,7 @@ def _model_card(config: TrainConfig, data: LoadedData, metrics: dict[str, Any], 
 
     hyper = {k: getattr(config, k) for k in (
         "strategy", "learning_rate", "batch_size", "gradient_accumulation_steps", "epochs", "warmup_ratio",
-        "weight_decay", "max_duration", "freeze_feature_encoder", "validation_size", "seed")}
+        "weight_decay", "max_duration", "freeze_feature_encoder", "freeze_layers", "validation_size", "seed")}
     hyper["model kept"] = f"{outcome.strategy} ({outcome.reason})"
     if outcome.validation_accuracy is not None:
         hyper["validation accuracy"] = f"{outcome.validation_accuracy:.4f}"
