@@ -14,7 +14,7 @@ from tiny_models import save_tiny
 from audioclf.audio import AudioError
 from audioclf.config import ConfigError, TrainConfig
 from audioclf.features import load_feature_extractor
-from audioclf.models import load_for_training
+from audioclf.models import freeze_first_layers, load_for_training
 from audioclf.sources import load_data
 from audioclf.training.augment import Augmenter
 from audioclf.training.dataset import AudioCollator, ClipDataset, decode_records
@@ -375,8 +375,6 @@ def test_length_sorted_sampler_sorts_within_windows_of_fifty_batches() -> None:
 ])
 def test_freeze_first_layers_freezes_those_layers_and_all_before_them(tmp_path: Path, kind: str, before: str,
                                                                       first: str, second: str) -> None:
-    from audioclf.training.finetune import freeze_first_layers
-
     model = load_for_training(str(save_tiny(kind, tmp_path / kind)), ["a", "b"])
     params = dict(model.named_parameters())
     frozen = freeze_first_layers(model, 1)
@@ -386,6 +384,18 @@ def test_freeze_first_layers_freezes_those_layers_and_all_before_them(tmp_path: 
     assert frozen == sum(p.numel() for p in model.parameters() if not p.requires_grad)
     with pytest.raises(ConfigError, match="--freeze-layers 3: .* has 2 transformer layers"):
         freeze_first_layers(model, 3)
+
+
+def test_too_many_frozen_layers_stop_a_run_before_any_training(tmp_path: Path) -> None:
+    import audioclf
+
+    base = save_tiny("whisper", tmp_path / "base")
+    data = write_tone_folder(tmp_path / "tones", per_label=6)
+    with pytest.raises(ConfigError, match="--freeze-layers 5: .* has 2 transformer layers"):
+        audioclf.train(data=str(data), model=str(base), output=str(tmp_path / "run"), strategy="auto",
+                       freeze_layers=5)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert '"status": "failed"' in (tmp_path / "run" / "run.json").read_text()
 
 
 def test_fine_tuning_with_frozen_layers_leaves_them_as_they_were(tmp_path: Path) -> None:

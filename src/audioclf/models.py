@@ -1,4 +1,4 @@
-"""Models: load any audio-classification architecture with our labels, float32, Whisper context cut; bf16 support."""
+"""Models: load any audio-classification architecture with our labels, float32, Whisper context cut; what to freeze; bf16 support."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from transformers import FeatureExtractionMixin, PretrainedConfig, PreTrainedModel
 
+from audioclf.config import ConfigError
 from audioclf.features import is_whisper, set_whisper_context
 from audioclf.presets import preset_path
 
+HEAD_MODULES = {"projector", "classifier", "layer_weights"}  # the classification head's top-level modules
 WHISPER_FRAMES_PER_SECOND = 50  # encoder positions per second of audio (100 mel frames, conv stride 2)
 
 
@@ -149,6 +151,30 @@ def shorten_whisper_context(model: PreTrainedModel, extractor: FeatureExtraction
     model.config.max_source_positions = positions
     encoder.config.max_source_positions = positions
     set_whisper_context(extractor, seconds)
+
+
+def freeze_first_layers(model: Any, count: int) -> int:
+    """Freeze the encoder's first `count` transformer layers and every parameter registered before them
+    (convolutions, embeddings: transformers registers them in the order they run); returns how many
+    weights it froze. The layers are the model's largest `ModuleList`; the head is never frozen."""
+    import torch
+
+    if count == 0:
+        return 0
+    lists = [module for module in model.modules() if isinstance(module, torch.nn.ModuleList)]
+    layers = max(lists, key=lambda module: sum(p.numel() for p in module.parameters()), default=None)
+    if layers is None or count > len(layers):
+        raise ConfigError(f"--freeze-layers {count}: {type(model).__name__} has "
+                          f"{len(layers) if layers is not None else 'no'} transformer layers")
+    last = list(layers[count - 1].parameters())[-1]
+    frozen = 0
+    for name, param in model.named_parameters():
+        if name.split(".")[0] not in HEAD_MODULES:
+            param.requires_grad_(False)
+            frozen += param.numel()
+        if param is last:
+            return frozen
+    raise AssertionError("unreachable: the layer's parameters are the model's")
 
 
 def freeze_feature_encoder(model: PreTrainedModel) -> bool:

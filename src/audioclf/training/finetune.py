@@ -13,9 +13,10 @@ from typing import Any, Iterator
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 
 from audioclf import runs
-from audioclf.config import ConfigError, TrainConfig, parse_db_range
+from audioclf.config import TrainConfig, parse_db_range
 from audioclf.evaluation import accuracy
 from audioclf.features import is_whisper, pads_to_fixed_length, sampling_rate
+from audioclf.models import HEAD_MODULES
 from audioclf.training.augment import Augmenter
 from audioclf.training.averaging import EpochAverage, StartMix
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
@@ -26,7 +27,6 @@ from audioclf.training.interrupt import StopOnInterrupt
 log = logging.getLogger("audioclf")
 
 # Top-level modules that AutoModelForAudioClassification adds on top of a pretrained encoder.
-HEAD_MODULES = {"projector", "classifier", "layer_weights"}
 IGNORED_OUTPUTS = ["hidden_states", "attentions"]  # a layer-sum head returns them; evaluation needs the logits only
 
 
@@ -45,9 +45,6 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     `trained_head` to start from, the start's) weights, scored on validation; with `config.wise_ft` and a
     `trained_head`, what was kept mixed with the start's weights. Past `deadline`
     (time.monotonic()), training stops after the current step."""
-    if config.freeze_layers:
-        log.info("frozen for fine-tuning: the first %d layers and all before them (%d weights)", config.freeze_layers,
-                 freeze_first_layers(model, config.freeze_layers))
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
                         parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop,
                         parse_db_range(config.augment_trim, "augment_trim"))
@@ -131,30 +128,6 @@ def _training_data(model: Any, extractor: Any, config: TrainConfig, train: Decod
         yield TrainingData(EncodedClipDataset(encoded[0], train, input_name),
                            EncodedClipDataset(encoded[1], validation, input_name) if has_eval else None,
                            EncodedCollator(input_name)), seconds
-
-
-def freeze_first_layers(model: Any, count: int) -> int:
-    """Freeze the encoder's first `count` transformer layers and every parameter registered before them
-    (convolutions, embeddings: transformers registers them in the order they run); returns how many
-    weights it froze. The layers are the model's largest `ModuleList`; the head is never frozen."""
-    import torch
-
-    if count == 0:
-        return 0
-    lists = [module for module in model.modules() if isinstance(module, torch.nn.ModuleList)]
-    layers = max(lists, key=lambda module: sum(p.numel() for p in module.parameters()), default=None)
-    if layers is None or count > len(layers):
-        raise ConfigError(f"--freeze-layers {count}: {type(model).__name__} has "
-                          f"{len(layers) if layers is not None else 'no'} transformer layers")
-    last = list(layers[count - 1].parameters())[-1]
-    frozen = 0
-    for name, param in model.named_parameters():
-        if name.split(".")[0] not in HEAD_MODULES:
-            param.requires_grad_(False)
-            frozen += param.numel()
-        if param is last:
-            return frozen
-    raise AssertionError("unreachable: the layer's parameters are the model's")
 
 
 class KnownLengthsTrainer(Trainer):

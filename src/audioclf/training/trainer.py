@@ -17,6 +17,7 @@ from audioclf.inference import Classifier
 from audioclf.models import (
     BF16_EMULATED,
     freeze_feature_encoder,
+    freeze_first_layers,
     label_maps,
     load_for_training,
     load_model_config,
@@ -151,6 +152,9 @@ def _prepare_model(config: TrainConfig, label_names: list[str], extractor: Any, 
         log.warning("--whisper-padding %s ignored: %s is not a Whisper model", config.whisper_padding, config.model)
     if config.freeze_feature_encoder and freeze_feature_encoder(model):
         log.info("feature encoder frozen")
+    if config.freeze_layers:
+        log.info("frozen: the encoder's first %d layers and all before them (%d weights)", config.freeze_layers,
+                 freeze_first_layers(model, config.freeze_layers))
     if config.spec_augment is not None:
         log.info("SpecAugment %.2f through the %s", config.spec_augment,
                  enable_spec_augment(model, config.spec_augment))
