@@ -157,7 +157,8 @@ def padded_frames_per_clip(clips: list[Path], epochs: int = 20) -> dict[str, flo
         return round(total / (epochs * len(order)), 1)
 
     return {"audioclf": padded(LengthSortedSampler(lengths, BATCH)),
-            "transformers": padded(LengthGroupedSampler(BATCH, lengths=lengths)), "clips": round(sum(lengths) / len(lengths), 1)}
+            "transformers": padded(LengthGroupedSampler(BATCH, lengths=lengths)),
+            "clips": round(sum(lengths) / len(lengths), 1)}
 
 
 def runtime(seconds: float, clips: int, epochs: int) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Models: load any audio-classification architecture with our labels, float32, Whisper context cut; what to freeze; bf16 support."""
+"""Models: load any audio-classification model (our labels, float32, Whisper context cut); freezing; bf16."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from audioclf.config import ConfigError
 from audioclf.features import is_whisper, set_whisper_context
 from audioclf.presets import preset_path
 
-HEAD_MODULES = {"projector", "classifier", "layer_weights"}  # the classification head's top-level modules
+# Top-level modules that AutoModelForAudioClassification adds on top of a pretrained encoder.
+HEAD_MODULES = {"projector", "classifier", "layer_weights"}
 WHISPER_FRAMES_PER_SECOND = 50  # encoder positions per second of audio (100 mel frames, conv stride 2)
 
 

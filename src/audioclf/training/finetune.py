@@ -26,7 +26,6 @@ from audioclf.training.interrupt import StopOnInterrupt
 
 log = logging.getLogger("audioclf")
 
-# Top-level modules that AutoModelForAudioClassification adds on top of a pretrained encoder.
 IGNORED_OUTPUTS = ["hidden_states", "attentions"]  # a layer-sum head returns them; evaluation needs the logits only
 
 
