@@ -55,7 +55,8 @@ def test_inference_quick_writes_results(tmp_path: Path) -> None:
     for r in runners.values():  # each figure rounded
         assert r["gflop_s"] == pytest.approx(r["clips_per_s"] * figures["forward_gflop_per_clip"], rel=0.002, abs=0.06)
     stock = runners["stock pipeline, per clip"]["gflop_s"]
-    assert figures["fp32_ceiling_vs_stock"] == pytest.approx(results["matmul_fp32_gflop_s"] / stock, rel=0.02)
+    fastest = max(results["matmul_fp32_gflop_s"], results["matmul_fp32_onnxruntime_gflop_s"])
+    assert figures["fp32_ceiling_vs_stock"] == pytest.approx(fastest / stock, rel=0.02)
 
 
 @needs_shared
