@@ -1,9 +1,9 @@
 """Inference speed on CPU: the stock transformers pipeline (per clip) against audioclf's Classifier (float32
 and under `--bf16`) and its ONNX exports (float and int8), on the same FSDD files, with top-1 agreement.
 Beside the speeds, the compute: each model's forward-pass GFLOP per clip (counted by torch's FlopCounterMode
-at the clips' own lengths), the GFLOP/s each runner reaches, and this machine's float32 and bfloat16
-matrix-product rates; the float32 rate bounds how much faster than the stock pipeline a float32 runner of
-the same model can be.
+at the clips' own lengths), the GFLOP/s each runner reaches, and this machine's matrix-product rates
+(float32 through torch and through onnxruntime, bfloat16 through torch); the faster float32 rate bounds how
+much faster than the stock pipeline a float32 runner of the same model can be.
 
 Throughput is timed in rounds, each runner once per round in turn, and each runner's fastest round is
 reported (all rounds are kept in the JSON): the machine is shared, and a single pass of a fast runner can
