@@ -23,6 +23,7 @@ from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
 from audioclf.training.encoder_cache import (EncodedClipDataset, EncodedCollator, can_cache_encoder_outputs,
                                              encoder_outputs_as_input, frozen_encoder_outputs)
 from audioclf.training.interrupt import StopOnInterrupt
+from audioclf.training.sam import sharpness_aware_backward
 
 log = logging.getLogger("audioclf")
 
@@ -129,10 +130,20 @@ def _training_data(model: Any, extractor: Any, config: TrainConfig, train: Decod
                            EncodedCollator(input_name)), seconds
 
 
-class KnownLengthsTrainer(Trainer):
-    """Trainer whose length-grouped sampler is `LengthSortedSampler` over the dataset's known clip lengths.
-    transformers' own, for a dataset that is not a `datasets.Dataset`, reads every training item once to
-    measure it before training starts: a pass over the disk cache, and over the augmenter, for nothing."""
+class FineTuneTrainer(Trainer):
+    """Trainer whose length-grouped sampler is `LengthSortedSampler` over the dataset's known clip lengths
+    (transformers' own, for a dataset that is not a `datasets.Dataset`, reads every training item once to
+    measure it before training starts: a pass over the disk cache, and over the augmenter, for nothing), and
+    whose training step, with `sam_rho` > 0, is sharpness-aware (`sam`)."""
+
+    sam_rho: float = 0.0
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        if not self.sam_rho:
+            return super().training_step(model, inputs, num_items_in_batch)
+        params = [p for p in model.parameters() if p.requires_grad]
+        step = super().training_step
+        return sharpness_aware_backward(lambda: step(model, dict(inputs), num_items_in_batch), params, self.sam_rho)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = self.train_dataset if train_dataset is None else train_dataset
@@ -237,7 +248,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, model: Any, extractor: An
         dataloader_pin_memory=_cuda_available(),
         use_cpu=_must_name_cpu(config.bf16),
     )
-    trainer = KnownLengthsTrainer(
+    trainer = FineTuneTrainer(
         model=model,
         args=args,
         train_dataset=data.train,
@@ -248,6 +259,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, model: Any, extractor: An
         compute_loss_func=weighted_loss(class_weights) if class_weights is not None else None,
         optimizer_cls_and_kwargs=optimizer_for(model, config),
     )
+    trainer.sam_rho = config.sam_rho
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(EpochLineProgress())
