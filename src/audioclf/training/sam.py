@@ -1,4 +1,4 @@
-"""Sharpness-aware minimization (SAM, Foret et al. 2021): one training step's gradient taken at the worst nearby weights.
+"""Sharpness-aware minimization (SAM, Foret et al. 2021): a step's gradient taken at the worst nearby weights.
 
 Written by hand: the maintained SAM packages wrap the optimizer and need a closure passed to `optimizer.step`,
 which Trainer never does; here the two backward passes happen inside Trainer's own `training_step`, so
