@@ -96,12 +96,12 @@ def run_batch(model: Any, extractor: Any, waves: Sequence[Any], length_aware_enc
 
     features = extract_features(extractor, waves, attention_mask=True if length_aware_encoder else None)
     lengths = [len(wave) for wave in waves] if length_aware_encoder else None
-    with _encoder_forward(model, lengths, time_major=bf16), bf16_autocast(model, bf16):
+    with encoder_forward(model, lengths, time_major=bf16), bf16_autocast(model, bf16):
         return model(**features, **kwargs), features
 
 
 @contextmanager
-def _encoder_forward(model: Any, lengths: Sequence[int] | None, time_major: bool) -> Iterator[None]:
+def encoder_forward(model: Any, lengths: Sequence[int] | None, time_major: bool) -> Iterator[None]:
     """Within this block, the feature encoder runs time-major where asked and supported, over each row's own
     `lengths` where given."""
     from audioclf.inference.time_major import supports_time_major, time_major_encoder_forward

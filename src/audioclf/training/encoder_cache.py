@@ -13,14 +13,14 @@ import logging
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from audioclf.features import extract_features
-from audioclf.inference.exact_batching import EXACT_WITH_MASK, clip_lengths, supports_exact_batching
+from audioclf.inference.exact_batching import EXACT_WITH_MASK, encoder_forward, supports_exact_batching
 from audioclf.models import bf16_autocast
 from audioclf.training.cache import CachedWaves, CacheWriter
 from audioclf.training.dataset import DecodedClips
@@ -45,7 +45,7 @@ def can_cache_encoder_outputs(model: Any) -> bool:
 def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: int,
                  bf16: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(clip index, its feature-encoder output as (frames, channels) float32) for every clip, in batches
-    of neighbouring lengths, each clip computed as if alone (`bf16`: under bfloat16 autocast)."""
+    of neighbouring lengths, each clip computed as if alone (`bf16`: under bfloat16 autocast, time-major)."""
     import torch
 
     order = np.argsort(clips.lengths, kind="stable")
@@ -57,7 +57,7 @@ def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: in
             lengths = [len(wave) for wave in waves]
             features = extract_features(extractor, waves, attention_mask=True)
             values = features[extractor.model_input_names[0]].to(model.device, model.dtype)
-            with clip_lengths(model, lengths) if group_norm else nullcontext(), bf16_autocast(model, bf16):
+            with encoder_forward(model, lengths if group_norm else None, bf16), bf16_autocast(model, bf16):
                 hidden = model.base_model.feature_extractor(values)
             frames = model.base_model._get_feat_extract_output_lengths(torch.tensor(lengths))
             for row, index in enumerate(rows):
