@@ -41,8 +41,7 @@ def _masked_group_norm_layer(layer: Any, samples: Any, lengths: Any) -> Any:
     import torch
 
     frames = layer.conv(samples)
-    kernel, stride = layer.conv.kernel_size[0], layer.conv.stride[0]
-    valid = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    valid = real_frame_counts(layer.conv, lengths)
     mask = (torch.arange(frames.shape[-1], device=frames.device)[None, :] < valid[:, None]).to(frames.dtype)
     mask = mask[:, None, :]
     count = mask.sum(dim=-1, keepdim=True)
@@ -51,6 +50,13 @@ def _masked_group_norm_layer(layer: Any, samples: Any, lengths: Any) -> Any:
     norm = layer.layer_norm
     normed = (frames - mean) / torch.sqrt(variance + norm.eps)
     return layer.activation(normed * norm.weight[None, :, None] + norm.bias[None, :, None])
+
+
+def real_frame_counts(conv: Any, lengths: Any) -> Any:
+    """Per row, how many output frames of an unpadded 1-D convolution see only its first `lengths` samples."""
+    import torch
+
+    return torch.div(torch.as_tensor(lengths) - conv.kernel_size[0], conv.stride[0], rounding_mode="floor") + 1
 
 
 def supports_exact_batching(model: Any) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from audioclf.inference.exact_batching import real_frame_counts
+
 
 def supports_time_major(encoder: Any) -> bool:
     """True for a feature encoder this forward reproduces: a group-norm first layer (one group per channel)
@@ -57,19 +59,20 @@ def _first_layer(layer: Any, input_values: Any, lengths: Any) -> Any:
         frames = frames + conv.bias
     hidden = frames.transpose(1, 2).unsqueeze(2)  # [batch, channels, 1, frames], channels-last in memory
     norm = getattr(layer, "layer_norm", None)
-    if norm is not None:
-        hidden = norm(hidden) if lengths is None else _group_norm_per_row(hidden, norm, lengths, kernel, stride)
+    if norm is not None and lengths is None:
+        hidden = norm(hidden)
+    elif norm is not None:
+        hidden = _group_norm_per_row(hidden, norm, real_frame_counts(conv, lengths))
     return layer.activation(hidden)
 
 
-def _group_norm_per_row(hidden: Any, norm: Any, lengths: Any, kernel: int, stride: int) -> Any:
-    """The norm of each row over its frames that see only real samples; the frames after them (which no
-    real frame of a later layer sees: the convolutions have no padding) are zeros."""
+def _group_norm_per_row(hidden: Any, norm: Any, valid: Any) -> Any:
+    """The norm of each row over its first `valid[row]` frames, those that see only real samples; the frames
+    after them (which no real frame of a later layer sees: the convolutions have no padding) are zeros."""
     import torch
 
-    valid = (torch.div(torch.as_tensor(lengths) - kernel, stride, rounding_mode="floor") + 1).tolist()
     out = torch.zeros_like(hidden)
-    for row, count in enumerate(valid):
+    for row, count in enumerate(valid.tolist()):
         out[row, :, :, :count] = norm(hidden[row : row + 1, :, :, :count])[0]
     return out
 
