@@ -101,3 +101,20 @@ def test_resume_refuses_finished_runs_and_non_runs(trained_run: tuple[Path, Path
     assert "already complete" in capsys.readouterr().err
     assert main(["resume", str(tmp_path)]) == 2
     assert "no run to resume" in capsys.readouterr().err
+
+
+def test_checkpoint_saves_skip_zip_checksums_and_load_back(tmp_path: Path) -> None:
+    import zipfile
+
+    import torch
+
+    from audioclf.training.finetune import torch_save_without_crc32
+
+    state = {"exp_avg": torch.randn(1000), "step": torch.tensor(3.0)}
+    with torch_save_without_crc32():
+        torch.save(state, tmp_path / "optimizer.pt")
+    assert torch.serialization.get_crc32_options()  # restored
+    with zipfile.ZipFile(tmp_path / "optimizer.pt") as archive:
+        tensors = [entry for entry in archive.infolist() if "/data/" in entry.filename]
+    assert tensors and all(entry.CRC == 0 for entry in tensors)
+    torch.testing.assert_close(torch.load(tmp_path / "optimizer.pt"), state)

@@ -95,25 +95,26 @@ def length_aware_encoder_needed(model: Any, extractor: Any) -> bool:
 def run_batch(model: Any, extractor: Any, waves: Sequence[Any], length_aware_encoder: bool, bf16: bool = False,
               **kwargs: Any) -> tuple[Any, Any]:
     """The model's outputs on one batch of waveforms (`kwargs` go to the model), and the features it got.
-    `bf16`: the model (not the feature extraction, which Whisper's does in torch) under bfloat16 autocast,
-    with a wav2vec2-family feature encoder run time-major (`time_major`)."""
+    `bf16`: the model (not the feature extraction, which Whisper's does in torch) under bfloat16 autocast.
+    A wav2vec2-family feature encoder on the CPU runs time-major (`encoder_forward`)."""
     from audioclf.features import extract_features
     from audioclf.models import bf16_autocast
 
     features = extract_features(extractor, waves, attention_mask=True if length_aware_encoder else None)
     lengths = [len(wave) for wave in waves] if length_aware_encoder else None
-    with encoder_forward(model, lengths, time_major=bf16), bf16_autocast(model, bf16):
+    with encoder_forward(model, lengths), bf16_autocast(model, bf16):
         return model(**features, **kwargs), features
 
 
 @contextmanager
-def encoder_forward(model: Any, lengths: Sequence[int] | None, time_major: bool) -> Iterator[None]:
-    """Within this block, the feature encoder runs time-major where asked and supported, over each row's own
-    `lengths` where given."""
+def encoder_forward(model: Any, lengths: Sequence[int] | None) -> Iterator[None]:
+    """Within this block, the feature encoder runs over each row's own `lengths` where given, time-major
+    (`time_major`) where that reproduces it and its weights are on the CPU, where that is faster (elsewhere
+    the stock forward, which the GPUs' libraries already run fast)."""
     from audioclf.inference.time_major import supports_time_major, time_major_encoder_forward
 
     encoder = getattr(getattr(model, "base_model", None), "feature_extractor", None)
-    if not (time_major and supports_time_major(encoder)):
+    if not (supports_time_major(encoder) and next(encoder.parameters()).device.type == "cpu"):
         with clip_lengths(model, lengths) if lengths is not None else nullcontext():
             yield
         return

@@ -45,7 +45,7 @@ def can_cache_encoder_outputs(model: Any) -> bool:
 def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: int,
                  bf16: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(clip index, its feature-encoder output as (frames, channels) float32) for every clip, in batches
-    of neighbouring lengths, each clip computed as if alone (`bf16`: under bfloat16 autocast, time-major)."""
+    of neighbouring lengths, each clip computed as if alone (`bf16`: under bfloat16 autocast)."""
     import torch
 
     order = np.argsort(clips.lengths, kind="stable")
@@ -57,7 +57,7 @@ def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: in
             lengths = [len(wave) for wave in waves]
             features = extract_features(extractor, waves, attention_mask=True)
             values = features[extractor.model_input_names[0]].to(model.device, model.dtype)
-            with encoder_forward(model, lengths if group_norm else None, bf16), bf16_autocast(model, bf16):
+            with encoder_forward(model, lengths if group_norm else None), bf16_autocast(model, bf16):
                 hidden = model.base_model.feature_extractor(values)
             frames = model.base_model._get_feat_extract_output_lengths(torch.tensor(lengths))
             for row, index in enumerate(rows):

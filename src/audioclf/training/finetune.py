@@ -19,6 +19,7 @@ from audioclf.features import is_whisper, pads_to_fixed_length, sampling_rate
 from audioclf.models import HEAD_MODULES
 from audioclf.training.augment import Augmenter
 from audioclf.training.averaging import EpochAverage, StartMix
+from audioclf.training.cpu_forwards import faster_cpu_forwards
 from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
 from audioclf.training.encoder_cache import (EncodedClipDataset, EncodedCollator, can_cache_encoder_outputs,
                                              encoder_outputs_as_input, frozen_encoder_outputs)
@@ -63,7 +64,7 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
         for callback in (average, mix):
             if callback is not None:
                 trainer.add_callback(callback)
-        with StopOnInterrupt.installed(trainer) as stopper:
+        with StopOnInterrupt.installed(trainer) as stopper, faster_cpu_forwards(trainer.model):
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None,
                                    ignore_keys_for_eval=IGNORED_OUTPUTS)
         if stopper.stopped:
@@ -134,7 +135,8 @@ class FineTuneTrainer(Trainer):
     """Trainer whose length-grouped sampler is `LengthSortedSampler` over the dataset's known clip lengths
     (transformers' own, for a dataset that is not a `datasets.Dataset`, reads every training item once to
     measure it before training starts: a pass over the disk cache, and over the augmenter, for nothing), and
-    whose training step, with `sam_rho` > 0, is sharpness-aware (`sam`)."""
+    whose training step, with `sam_rho` > 0, is sharpness-aware (`sam`), and whose checkpoints are written
+    without zip checksums (`torch_save_without_crc32`)."""
 
     sam_rho: float = 0.0
 
@@ -145,12 +147,32 @@ class FineTuneTrainer(Trainer):
         step = super().training_step
         return sharpness_aware_backward(lambda: step(model, dict(inputs), num_items_in_batch), params, self.sam_rho)
 
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        with torch_save_without_crc32():
+            super()._save_checkpoint(model, trial)
+
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = self.train_dataset if train_dataset is None else train_dataset
         lengths = getattr(dataset, "lengths", None)
         if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
             return super()._get_train_sampler(train_dataset)
         return LengthSortedSampler(list(lengths), self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
+
+@contextmanager
+def torch_save_without_crc32() -> Iterator[None]:
+    """`torch.save` within skips the CRC-32 it computes of every tensor for its zip entries, which
+    `torch.load` does not check. The wav2vec2-base config's 690 MB AdamW state saved in 0.23 s without them
+    against 0.78-1.58 s with (scratch timings); in training, where the disk's pace adds the rest, its
+    checkpoints' optimizer saves went from 1.9-2.7 s to 1.4-2.1 s each."""
+    import torch
+
+    previous = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(False)
+    try:
+        yield
+    finally:
+        torch.serialization.set_crc32_options(previous)
 
 
 class LengthSortedSampler:
