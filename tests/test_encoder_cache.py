@@ -96,6 +96,22 @@ def test_fine_tuning_uses_the_cache_unless_waveforms_change(augment: dict, tmp_p
     assert audioclf.Classifier.load(run).predict([tone(300, 0.5, 16000, np.random.default_rng(0))])[0]
 
 
+def test_augmented_fine_tuning_runs_the_frozen_encoder_over_each_clips_samples(
+        tmp_path: Path, tiny_wav2vec2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from audioclf.inference import time_major
+
+    calls = []
+    forward = time_major.time_major_encoder_forward
+    monkeypatch.setattr(time_major, "time_major_encoder_forward",
+                        lambda encoder, values, lengths=None: encoder.training
+                        and calls.append((values.shape[-1], lengths)) or forward(encoder, values, lengths))
+    data = write_tone_folder(tmp_path / "data", per_label=8)
+    audioclf.train(data=str(data), model=str(tiny_wav2vec2), output=str(tmp_path / "run"), epochs=1,
+                   strategy="finetune", batch_size=4, gradient_accumulation_steps=1, augment_speed=0.2)
+    assert calls and all(lengths is not None and max(lengths) == width for width, lengths in calls)
+    assert any(len(set(lengths)) > 1 for _, lengths in calls)  # padded batches, each clip normed on its own
+
+
 def test_bf16_encoder_pass_runs_in_bfloat16_and_keeps_float32_outputs(tmp_path: Path) -> None:
     model, extractor = _model("wav2vec2", tmp_path / "m")
     clips = _clips(None)

@@ -87,6 +87,9 @@ def _from_cache(waves: CachedWaves, meta: dict[str, Any], label2id: dict[str, in
                         lengths=[int(n) for n in waves.lengths], bad=[AudioError(*pair) for pair in meta["bad"]])
 
 
+CLIP_LENGTHS = "clip_samples"  # a batch's key for its clips' lengths in samples (`AudioCollator`)
+
+
 class ClipDataset:
     """A map-style dataset over decoded clips: items carry the raw waveform under the model's input name;
     `lengths` (in samples) lets the length-grouped sampler order them without reading any."""
@@ -111,15 +114,21 @@ class ClipDataset:
 
 
 class AudioCollator:
-    """Pads a list of items into one batch with the model's own feature extractor."""
+    """Pads a list of items into one batch with the model's own feature extractor. With `clip_lengths`, the
+    batch has an attention mask and each clip's length in samples (`CLIP_LENGTHS`) too, for a feature encoder
+    run over each clip's own samples (`finetune`)."""
 
-    def __init__(self, extractor: Any, input_name: str) -> None:
+    def __init__(self, extractor: Any, input_name: str, clip_lengths: bool = False) -> None:
         self.extractor = extractor
         self.input_name = input_name
+        self.clip_lengths = clip_lengths
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        batch = extract_features(self.extractor, [item[self.input_name] for item in items])
+        waves = [item[self.input_name] for item in items]
+        batch = extract_features(self.extractor, waves, attention_mask=True if self.clip_lengths else None)
         batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.long)
+        if self.clip_lengths:
+            batch[CLIP_LENGTHS] = torch.tensor([len(wave) for wave in waves])
         return batch

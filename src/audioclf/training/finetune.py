@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,11 +16,12 @@ from audioclf import runs
 from audioclf.config import TrainConfig, parse_db_range
 from audioclf.evaluation import accuracy
 from audioclf.features import is_whisper, pads_to_fixed_length, sampling_rate
+from audioclf.inference.exact_batching import encoder_forward
 from audioclf.models import HEAD_MODULES
 from audioclf.training.augment import Augmenter
 from audioclf.training.averaging import EpochAverage, StartMix
 from audioclf.training.cpu_forwards import faster_cpu_forwards
-from audioclf.training.dataset import AudioCollator, ClipDataset, DecodedClips
+from audioclf.training.dataset import CLIP_LENGTHS, AudioCollator, ClipDataset, DecodedClips
 from audioclf.training.encoder_cache import (EncodedClipDataset, EncodedCollator, can_cache_encoder_outputs,
                                              encoder_outputs_as_input, frozen_encoder_outputs)
 from audioclf.training.interrupt import StopOnInterrupt
@@ -120,9 +121,11 @@ def _training_data(model: Any, extractor: Any, config: TrainConfig, train: Decod
     input_name = extractor.model_input_names[0]
     has_eval = len(validation.labels) > 0
     if augment.active or not can_cache_encoder_outputs(model):
+        # a frozen group-norm encoder runs over each clip's own samples (`CLIP_LENGTHS`), as in prediction
+        per_clip = can_cache_encoder_outputs(model) and model.config.feat_extract_norm == "group"
         yield TrainingData(ClipDataset(train, input_name, augment if augment.active else None),
                            ClipDataset(validation, input_name) if has_eval else None,
-                           AudioCollator(extractor, input_name)), 0.0
+                           AudioCollator(extractor, input_name, clip_lengths=per_clip)), 0.0
         return
     encoder_pass = frozen_encoder_outputs(model, extractor, config.batch_size, config.bf16, train, validation)
     with encoder_pass as (encoded, seconds), encoder_outputs_as_input(model):
@@ -134,9 +137,11 @@ def _training_data(model: Any, extractor: Any, config: TrainConfig, train: Decod
 class FineTuneTrainer(Trainer):
     """Trainer whose length-grouped sampler is `LengthSortedSampler` over the dataset's known clip lengths
     (transformers' own, for a dataset that is not a `datasets.Dataset`, reads every training item once to
-    measure it before training starts: a pass over the disk cache, and over the augmenter, for nothing), and
-    whose training step, with `sam_rho` > 0, is sharpness-aware (`sam`), and whose checkpoints are written
-    without zip checksums (`torch_save_without_crc32`)."""
+    measure it before training starts: a pass over the disk cache, and over the augmenter, for nothing); whose
+    loss, on batches that carry their clips' lengths (`CLIP_LENGTHS`), runs the feature encoder over each
+    clip's own samples (`exact_batching.encoder_forward`, time-major on the CPU); whose training step, with
+    `sam_rho` > 0, is sharpness-aware (`sam`); and whose checkpoints are written without zip checksums
+    (`torch_save_without_crc32`)."""
 
     sam_rho: float = 0.0
 
@@ -146,6 +151,12 @@ class FineTuneTrainer(Trainer):
         params = [p for p in model.parameters() if p.requires_grad]
         step = super().training_step
         return sharpness_aware_backward(lambda: step(model, dict(inputs), num_items_in_batch), params, self.sam_rho)
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        lengths = inputs.pop(CLIP_LENGTHS, None)
+        with nullcontext() if lengths is None else encoder_forward(self.model, lengths.tolist()):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         with torch_save_without_crc32():
