@@ -8,7 +8,7 @@ positional convolution (kernel 128, padding 64) multiplies zero padding with mos
 has fewer frames than the kernel (an FSDD clip has about 25): only the 2T - 1 taps that can reach T frames
 are kept, with the padding cut to match, which is exact. The wav2vec2-base config's fine-tuning on 160 FSDD
 clips (the audioclf leg of `bench/training.py`, run alone) went from 55.6 to 52.7 s with the first and to
-50.0 s with both (scratch runs, Intel Xeon with AMX).
+50.0 s with both (one scratch run each, Intel Xeon with AMX).
 """
 
 from __future__ import annotations
