@@ -100,3 +100,43 @@ def test_whisper_context_cut_keeps_stock_pipeline_compatible(padding: str, tmp_p
     ours = clf.predict([wave], top_k=3)[0]
     assert [p["label"] for p in ours] == [p["label"] for p in stock]
     np.testing.assert_allclose([p["score"] for p in ours], [p["score"] for p in stock], atol=1e-5)
+
+
+class _WrongUnderAutocast(torch.nn.Conv1d):
+    """A convolution computed wrong in bfloat16 only, as torch 2.13's oneDNN did for some shapes on an AMX CPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return -out if torch.is_autocast_enabled("cpu") else out
+
+
+def test_bf16_is_refused_where_this_machine_gets_a_convolution_wrong(tiny_wav2vec2: Path) -> None:
+    from audioclf.config import ConfigError
+    from audioclf.inference import Classifier
+    from audioclf.models import require_correct_bf16_convolutions
+
+    model = Classifier.load(tiny_wav2vec2).model
+    require_correct_bf16_convolutions(model)  # the real kernels: bfloat16 rounding only
+    encoder = model.base_model.feature_extractor
+    good = encoder.conv_layers[1].conv
+    wrong = _WrongUnderAutocast(good.in_channels, good.out_channels, good.kernel_size, good.stride, bias=False)
+    encoder.conv_layers[1].conv = wrong
+    with pytest.raises(ConfigError, match=r"1 of the model's convolutions .*feature_extractor\.conv_layers\.1\.conv"
+                                          r" \(Conv1d 32->32, kernel \(4,\), stride \(4,\).*off by 200%"):
+        require_correct_bf16_convolutions(model)
+
+
+def test_bf16_check_runs_before_prediction_and_training(tiny_wav2vec2: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from audioclf import models
+    from audioclf.config import ConfigError
+    from audioclf.inference import Classifier
+
+    monkeypatch.setattr(models, "_bf16_conv_errors", lambda model: [("conv", torch.nn.Conv1d(1, 1, 1), 1.0)])
+    Classifier.load(tiny_wav2vec2)  # float32: not checked
+    with pytest.raises(ConfigError, match="leave --bf16 off"):
+        Classifier.load(tiny_wav2vec2, bf16=True)
+    with pytest.raises(ConfigError, match="leave --bf16 off"):
+        audioclf.train(data=str(write_tone_folder(tmp_path / "data", per_label=4)), model=str(tiny_wav2vec2),
+                       output=str(tmp_path / "run"), epochs=1, bf16=True)
+    assert not (tmp_path / "run" / "checkpoints").exists()

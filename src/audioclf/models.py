@@ -100,6 +100,49 @@ def native_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+def require_correct_bf16_convolutions(model: Any) -> None:
+    """Raise ConfigError, naming them, if this machine computes any of the model's convolutions wrong under
+    bfloat16 autocast. Why: torch 2.13's oneDNN, on an Intel Xeon with AMX, returned bfloat16 convolutions of
+    some small shapes (16 or 24 channels with kernel = stride = 4; 8 channels with kernel 8) with an error
+    as large as the output itself, silently; real checkpoints' shapes were right there (a comment in
+    tests/tiny_models.py). Each distinct shape runs once on a small random input, in float32 and under
+    autocast; bfloat16 rounding alone stays near 0.3% of the output, the cases seen were near 100%."""
+    wrong = [f"{name} ({_conv_shape(conv)}: off by {error:.0%})" for name, conv, error in _bf16_conv_errors(model)
+             if error > BF16_CONV_TOLERANCE]
+    if wrong:
+        raise ConfigError(f"--bf16: this machine computes {len(wrong)} of the model's convolutions wrong in "
+                          f"bfloat16 (against float32 on a random input): {', '.join(wrong)}; leave --bf16 off")
+
+
+BF16_CONV_TOLERANCE = 0.05  # relative error of a convolution's bfloat16 output against float32
+
+
+def _bf16_conv_errors(model: Any) -> list[tuple[str, Any, float]]:
+    """(name, module, relative error of its output under bfloat16 autocast) for one convolution per shape."""
+    import torch
+
+    seen, errors = set(), []
+    generator = torch.Generator().manual_seed(0)
+    device = getattr(model, "device", torch.device("cpu"))
+    for name, conv in model.named_modules():
+        if not isinstance(conv, (torch.nn.Conv1d, torch.nn.Conv2d)) or _conv_shape(conv) in seen:
+            continue
+        seen.add(_conv_shape(conv))
+        size = [k + s * 31 for k, s in zip(conv.kernel_size, conv.stride)]
+        sample = torch.randn(1, conv.in_channels, *size, generator=generator).to(device)
+        with torch.inference_mode():
+            exact = conv(sample)
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                rounded = conv(sample).float()
+        errors.append((name, conv, float((rounded - exact).norm() / exact.norm().clamp_min(1e-12))))
+    return errors
+
+
+def _conv_shape(conv: Any) -> str:
+    return (f"Conv{len(conv.kernel_size)}d {conv.in_channels}->{conv.out_channels}, kernel {conv.kernel_size}, "
+            f"stride {conv.stride}, groups {conv.groups}")
+
+
 def bf16_autocast(model: Any, enabled: bool) -> Any:
     """bfloat16 autocast on the model's device when `enabled` (a no-op context otherwise)."""
     import torch

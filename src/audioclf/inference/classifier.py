@@ -46,7 +46,7 @@ class Classifier:
         made by `export_onnx` (runs on onnxruntime). `bf16`: run a PyTorch model under bfloat16 autocast,
         faster on a CPU with native bfloat16 (AVX-512 BF16 or AMX), slower on others."""
         from audioclf.inference.onnx import OnnxModel, is_onnx_folder
-        from audioclf.models import BF16_EMULATED, load_for_inference, native_bf16
+        from audioclf.models import BF16_EMULATED, load_for_inference, native_bf16, require_correct_bf16_convolutions
         from audioclf.runs import require_model_folder, run_max_duration
 
         path = Path(path)
@@ -61,6 +61,8 @@ class Classifier:
             model = load_for_inference(str(path), trust_remote_code=trust_remote_code)
             if bf16 and not native_bf16():
                 log.warning(BF16_EMULATED)
+            if bf16:
+                require_correct_bf16_convolutions(model)
         return cls(model, extractor, max_duration=run_max_duration(path), name=path.name, bf16=bf16)
 
     @property

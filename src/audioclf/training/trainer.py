@@ -23,6 +23,7 @@ from audioclf.models import (
     load_model_config,
     min_input_samples,
     native_bf16,
+    require_correct_bf16_convolutions,
     shorten_whisper_context,
     whisper_context_seconds,
 )
@@ -113,6 +114,8 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
         clips.longest_seconds(rate) for clips in (train, validation, test)))
     if config.bf16 and not native_bf16():
         log.warning(BF16_EMULATED)
+    if config.bf16:
+        require_correct_bf16_convolutions(model)
     outcome = run_strategy(config, run_dir, resume, model, extractor, train, validation)
     if not runs.is_main_process():
         return {}
