@@ -96,13 +96,15 @@ def run_batch(model: Any, extractor: Any, waves: Sequence[Any], length_aware_enc
               **kwargs: Any) -> tuple[Any, Any]:
     """The model's outputs on one batch of waveforms (`kwargs` go to the model), and the features it got.
     `bf16`: the model (not the feature extraction, which Whisper's does in torch) under bfloat16 autocast.
-    A wav2vec2-family feature encoder on the CPU runs time-major (`encoder_forward`)."""
+    A wav2vec2-family feature encoder on the CPU runs time-major (`encoder_forward`), its positional
+    convolution cropped to a short batch's taps (`positional_conv`)."""
     from audioclf.features import extract_features
+    from audioclf.inference.positional_conv import cropped_positional_conv
     from audioclf.models import bf16_autocast
 
     features = extract_features(extractor, waves, attention_mask=True if length_aware_encoder else None)
     lengths = [len(wave) for wave in waves] if length_aware_encoder else None
-    with encoder_forward(model, lengths), bf16_autocast(model, bf16):
+    with encoder_forward(model, lengths), cropped_positional_conv(model), bf16_autocast(model, bf16):
         return model(**features, **kwargs), features
 
 
