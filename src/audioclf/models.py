@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,8 @@ if TYPE_CHECKING:
 from audioclf.config import ConfigError
 from audioclf.features import is_whisper, set_whisper_context
 from audioclf.presets import preset_path
+
+log = logging.getLogger("audioclf")
 
 # Top-level modules that AutoModelForAudioClassification adds on top of a pretrained encoder.
 HEAD_MODULES = {"projector", "classifier", "layer_weights"}
@@ -98,6 +101,14 @@ def native_bf16() -> bool:
     if torch.cuda.is_available():
         return True
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def check_bf16_here(model: Any) -> None:
+    """Before a `--bf16` run: warn where bfloat16 is emulated (`BF16_EMULATED`), and refuse a model whose
+    convolutions this machine computes wrong in it (`require_correct_bf16_convolutions`)."""
+    if not native_bf16():
+        log.warning(BF16_EMULATED)
+    require_correct_bf16_convolutions(model)
 
 
 def require_correct_bf16_convolutions(model: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -15,7 +14,6 @@ from audioclf.features import sampling_rate as extractor_rate
 from audioclf.inference.exact_batching import length_aware_encoder_needed, run_batch
 from audioclf.models import min_input_samples
 
-log = logging.getLogger("audioclf")
 
 Prediction = list[dict[str, Any]]
 
@@ -46,7 +44,7 @@ class Classifier:
         made by `export_onnx` (runs on onnxruntime). `bf16`: run a PyTorch model under bfloat16 autocast,
         faster on a CPU with native bfloat16 (AVX-512 BF16 or AMX), slower on others."""
         from audioclf.inference.onnx import OnnxModel, is_onnx_folder
-        from audioclf.models import BF16_EMULATED, load_for_inference, native_bf16, require_correct_bf16_convolutions
+        from audioclf.models import check_bf16_here, load_for_inference
         from audioclf.runs import require_model_folder, run_max_duration
 
         path = Path(path)
@@ -59,10 +57,8 @@ class Classifier:
             model = OnnxModel(path)
         else:
             model = load_for_inference(str(path), trust_remote_code=trust_remote_code)
-            if bf16 and not native_bf16():
-                log.warning(BF16_EMULATED)
             if bf16:
-                require_correct_bf16_convolutions(model)
+                check_bf16_here(model)
         return cls(model, extractor, max_duration=run_max_duration(path), name=path.name, bf16=bf16)
 
     @property

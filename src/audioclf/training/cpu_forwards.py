@@ -2,12 +2,11 @@
 wav2vec2 family's positional convolution on batches shorter than its kernel. Both give what the stock forwards
 give (the mask in distribution).
 
-Why by hand (no library offers either): on a CPU, torch draws dropout's mask one 32-bit random number per
-element (`bernoulli_`); on the wav2vec2-base config 10% of a fine-tuning step went there (torch.profiler,
+Why the dropout by hand (no library offers it): on a CPU, torch draws dropout's mask one 32-bit random number
+per element (`bernoulli_`); on the wav2vec2-base config 10% of a fine-tuning step went there (torch.profiler,
 batches of 16 FSDD clips). Here each element takes 16 random bits, four from every 64-bit draw. The
-wav2vec2-base config's fine-tuning on 160 FSDD
-clips (the audioclf leg of `bench/training.py`, run alone) went from 55.6 to 52.7 s with the first and to
-50.0 s with both (one scratch run each, Intel Xeon with AMX).
+wav2vec2-base config's fine-tuning on 160 FSDD clips (the audioclf leg of `bench/training.py`, run alone) went
+from 55.6 to 52.7 s with the dropout and to 50.0 s with both (one scratch run each, Intel Xeon with AMX).
 """
 
 from __future__ import annotations
@@ -52,5 +51,3 @@ def _dropout(module: Any, hidden: Any) -> Any:
     draws = torch.empty((hidden.numel() + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)  # all 64 bits
     keep = draws.view(torch.int16)[: hidden.numel()].view(hidden.shape) >= dropped - MASK_STEPS // 2
     return hidden * (keep * (MASK_STEPS / (MASK_STEPS - dropped))).to(hidden.dtype)
-
-

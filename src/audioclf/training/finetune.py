@@ -120,9 +120,10 @@ def _training_data(model: Any, extractor: Any, config: TrainConfig, train: Decod
     epoch, that is without waveform augmentation; else the waveforms."""
     input_name = extractor.model_input_names[0]
     has_eval = len(validation.labels) > 0
-    if augment.active or not can_cache_encoder_outputs(model):
+    cacheable = can_cache_encoder_outputs(model)
+    if augment.active or not cacheable:
         # a frozen group-norm encoder runs over each clip's own samples (`CLIP_LENGTHS`), as in prediction
-        per_clip = can_cache_encoder_outputs(model) and model.config.feat_extract_norm == "group"
+        per_clip = cacheable and model.config.feat_extract_norm == "group"
         yield TrainingData(ClipDataset(train, input_name, augment if augment.active else None),
                            ClipDataset(validation, input_name) if has_eval else None,
                            AudioCollator(extractor, input_name, clip_lengths=per_clip)), 0.0

@@ -15,15 +15,13 @@ from audioclf.evaluation import result_warnings, score_clips
 from audioclf.features import load_feature_extractor, sampling_rate, set_whisper_padding
 from audioclf.inference import Classifier
 from audioclf.models import (
-    BF16_EMULATED,
+    check_bf16_here,
     freeze_feature_encoder,
     freeze_first_layers,
     label_maps,
     load_for_training,
     load_model_config,
     min_input_samples,
-    native_bf16,
-    require_correct_bf16_convolutions,
     shorten_whisper_context,
     whisper_context_seconds,
 )
@@ -112,10 +110,8 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
 
     model = _prepare_model(config, data.label_names, extractor, max(
         clips.longest_seconds(rate) for clips in (train, validation, test)))
-    if config.bf16 and not native_bf16():
-        log.warning(BF16_EMULATED)
     if config.bf16:
-        require_correct_bf16_convolutions(model)
+        check_bf16_here(model)
     outcome = run_strategy(config, run_dir, resume, model, extractor, train, validation)
     if not runs.is_main_process():
         return {}
