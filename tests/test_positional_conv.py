@@ -72,3 +72,13 @@ def test_prediction_batches_use_it_and_keep_the_scores(tiny_wav2vec2: Path, monk
     assert frames == [7]  # the longer clip's frames: 13 taps of the kernel's 16
     torch.testing.assert_close(ours, stock, atol=1e-5, rtol=1e-4)
     assert "forward" not in vars(positional_conv(clf.model))
+
+
+def test_a_block_within_another_leaves_the_outer_ones_forward(tiny_wav2vec2: Path) -> None:
+    model = Classifier.load(tiny_wav2vec2).model
+    module = positional_conv(model)
+    with pc.cropped_positional_conv(model):
+        with pc.cropped_positional_conv(model):
+            pass
+        assert "forward" in vars(module)
+    assert "forward" not in vars(module)

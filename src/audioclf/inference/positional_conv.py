@@ -20,9 +20,10 @@ from audioclf.inference.exact_batching import EXACT_WITH_MASK
 @contextmanager
 def cropped_positional_conv(model: Any) -> Iterator[None]:
     """Within this block, `model`'s positional convolution (wav2vec2 family) runs cropped to a short batch's
-    taps; other models are left as they are. Not thread-safe: one batch at a time."""
+    taps; other models are left as they are, and so is a block within another (fine-tuning's holds it for the
+    whole run). Not thread-safe: one batch at a time."""
     module = positional_conv(model)
-    if module is None:
+    if module is None or "forward" in vars(module):
         yield
         return
     module.forward = functools.partial(cropped_positional_conv_forward, module)
