@@ -148,3 +148,26 @@ def test_transcripts_name_a_digit_only_when_they_name_exactly_one() -> None:
 
     assert [heard_digit(t) for t in (" Six.", " 6", "Oh", "eight.", " Peace.", "", "one two", "Thanks.")] == \
         ["6", "6", "0", "8", None, None, None, None]
+
+
+def test_readme_benchmark_table_is_the_results() -> None:
+    done = subprocess.run([sys.executable, str(BENCH / "report.py"), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_report_takes_each_figure_from_the_results(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    from report import RESULTS, table, with_table
+
+    for path in RESULTS.glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    training = json.loads((tmp_path / "training.json").read_text())
+    training["models"]["wav2vec2-base config (random weights)"]["speedup"] = 9.87
+    (tmp_path / "training.json").write_text(json.dumps(training))
+    (tmp_path / "memory.json").unlink()
+    made = table(tmp_path)
+    assert "**9.87x**" in made and "peak RSS" not in made and "peak RSS" in table()
+    assert made.count("\n") == table().count("\n") - 1  # memory's one row gone, nothing else
+    assert f"`{training['command']}`" in made
+    with pytest.raises(SystemExit, match="markers"):
+        with_table("a README without the markers", made)
