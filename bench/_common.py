@@ -51,9 +51,21 @@ def environment() -> dict[str, Any]:
         "command": " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": _git_commit(),
-        "machine": {"cpu_cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpu_cores": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
+                    "python": platform.python_version()},
         "versions": {name: v for name, v in versions.items() if v},
     }
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name and whether it has AMX, from /proc/cpuinfo (None where there is none): these
+    machines' speed, and what --bf16 gains, differ by CPU, so a figure names the one it ran on."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), None)
+    return name and name + (" (AMX)" if " amx_bf16" in info else "")
 
 
 def _git_commit() -> str | None:

@@ -154,7 +154,9 @@ def table(results: Path = RESULTS) -> str:
         if not path.is_file():
             continue
         r = json.loads(path.read_text())
-        run = f"{r['when'][:10]}, {r.get('commit') or 'commit not recorded'}, {r['machine']['cpu_cores']} cores"
+        machine = r["machine"]
+        run = (f"{r['when'][:10]}, {r.get('commit') or 'commit not recorded'}, {machine['cpu_cores']} cores, "
+               f"{machine.get('cpu') or 'CPU not recorded'}")
         for label, ours, reference, ratio, target in rows_of(r):
             lines.append("| " + " | ".join([label, f"`{r['command']}`", ours, reference, ratio, target, run]) + " |")
     return "\n".join(lines)
