@@ -24,7 +24,7 @@ HEADERS = ("benchmark", "command", "audioclf", "reference (same run)", "ratio", 
 WAV2VEC2 = "wav2vec2-base config (random weights)"
 WHISPER = "whisper-tiny.en"
 
-Row = tuple[str, str, str, str, str, str]
+Row = tuple[str, str, str, str, str]  # benchmark, audioclf, reference, ratio, target
 
 
 def training_rows(r: dict[str, Any]) -> list[Row]:
@@ -90,13 +90,16 @@ def _agreement(figures: dict[str, Any], against: str, held_out: int) -> str:
     return timed
 
 
+IMPORT_REFERENCE = "reference: python -c 'import torch, transformers'"  # bench/cold_start.py's name for it
+
+
 def cold_start_rows(r: dict[str, Any]) -> list[Row]:
     s = r["seconds"]
     return [(f"cold start, median of {r['runs']}",
              f"`audioclf --help` {s['audioclf --help']} s; one-file `predict` "
              f"{s['audioclf predict (PyTorch folder, 1 file)']} s (PyTorch), "
              f"{s['audioclf predict (ONNX folder, 1 file)']} s (ONNX)",
-             f"`import torch, transformers` {s[next(k for k in s if 'import torch' in k)]} s; one-file stock "
+             f"`import torch, transformers` {s[IMPORT_REFERENCE]} s; one-file stock "
              f"pipeline script {s['reference: stock pipeline script, 1 file']} s",
              f"{s['reference: stock pipeline script, 1 file'] / s['audioclf predict (PyTorch folder, 1 file)']:.2f}x "
              "(predict)", f"`--help` < {r['help_target_s']} s")]
