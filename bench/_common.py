@@ -11,7 +11,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -174,3 +174,40 @@ def long_digit_calls(folder: Path, speakers: tuple[str, ...], count: int, seed: 
         sf.write(path, np.concatenate(pieces)[:target], rate)
         calls.append(path)
     return calls
+
+
+def matmul_gflop_s(size: int = 2048, repeats: int = 20, dtype: str = "float32") -> float:
+    """This machine's matrix-product rate through torch (its default threads): a practical ceiling for
+    PyTorch inference in that dtype, whose time goes mostly to matrix products and convolutions."""
+    import torch
+
+    a, b = (torch.randn(size, size, dtype=getattr(torch, dtype)) for _ in range(2))
+    return _product_rate(lambda: a @ b, size, repeats)
+
+
+def onnxruntime_matmul_gflop_s(size: int = 2048, repeats: int = 20) -> float:
+    """The same float32 product through onnxruntime (its default threads), whose own kernels can outrun
+    torch's on some CPUs (an AMD EPYC here): the ceiling for the ONNX runners."""
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])],
+        initializer=[numpy_helper.from_array(rng.standard_normal((size, size), dtype=np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {"a": rng.standard_normal((size, size), dtype=np.float32)}
+    return _product_rate(lambda: session.run(None, feed), size, repeats)
+
+
+def _product_rate(product: Callable[[], Any], size: int, repeats: int) -> float:
+    """GFLOP/s of `product`, one (size x size) @ (size x size) matrix product, after 3 warm-up calls."""
+    for _ in range(3):
+        product()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        product()
+    return round(2 * size**3 * repeats / (time.perf_counter() - start) / 1e9, 1)

@@ -24,11 +24,11 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
-from _common import (WHISPER_TINY_EN, bench_parser, fsdd_clips, long_digit_calls, print_table, quiet_transformers,
-                     require_shared, wav2vec2_base_digits_model, write_results)
+from _common import (WHISPER_TINY_EN, bench_parser, fsdd_clips, long_digit_calls, matmul_gflop_s, print_table,
+                     quiet_transformers, require_shared, wav2vec2_base_digits_model, write_results)
 
 BATCH = 16
 LABELS = [str(digit) for digit in range(10)]
@@ -58,7 +58,9 @@ def main() -> None:
             train_clips = fsdd_clips(("george", "jackson"), sizes[kind])
             results["models"][name] = compare(model, train_clips, eval_clips, work / f"fsdd-{kind}", epochs, bf16=True)
             if kind == "wav2vec2":
-                results["models"][name]["padded_frames_per_clip"] = padded_frames_per_clip(train_clips)
+                figures = results["models"][name]
+                figures["padded_frames_per_clip"] = padded_frames_per_clip(train_clips)
+                figures["arithmetic"] = arithmetic(model, figures, epochs)
             results["long_calls"][name] = compare(model, train_calls, eval_calls, work / f"calls-{kind}", epochs,
                                                   like_guide=kind == "wav2vec2")
     show(results)
@@ -161,6 +163,51 @@ def padded_frames_per_clip(clips: list[Path], epochs: int = 20) -> dict[str, flo
             "clips": round(sum(lengths) / len(lengths), 1)}
 
 
+def arithmetic(model_dir: Path, figures: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """GFLOP per clip and epoch of the two recipes' training steps (torch's FlopCounterMode on one batch of
+    each), and the float32 ceiling they set on audioclf's speedup: its arithmetic done at the faster of this
+    machine's float32 matrix-product rate and the rate the guide's recipe reached, nothing else taking time.
+    The guide: forward and backward at 1 s (`max_length=16000`), nothing frozen. audioclf: the transformer's
+    forward and backward, on the frozen encoder's outputs, over the frames its batches pad to (positional
+    convolution cropped, as it trains), and that encoder's forward once per clip at the clips' mean length."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForAudioClassification
+
+    from audioclf.inference.positional_conv import cropped_positional_conv
+    from audioclf.training.encoder_cache import encoder_outputs_as_input
+
+    model = AutoModelForAudioClassification.from_pretrained(str(model_dir)).train()
+    labels = torch.zeros(BATCH, dtype=torch.long)
+
+    def gflop_per_clip(step: Callable[[], Any]) -> float:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        model.zero_grad()
+        return counter.get_total_flops() / BATCH / 1e9
+
+    second = torch.randn(BATCH, 16000)
+    guide = gflop_per_clip(lambda: model(input_values=second, labels=labels).loss.backward())
+    encoder = model.base_model.feature_extractor.requires_grad_(False)
+    with torch.no_grad():
+        encoded = encoder(second)
+        encoder_pass = gflop_per_clip(lambda: encoder(second)) * figures["padded_frames_per_clip"]["clips"]
+    padded = figures["padded_frames_per_clip"]["audioclf"]
+    frames = round(padded)
+    with encoder_outputs_as_input(model), cropped_positional_conv(model):
+        short = encoded[..., :frames]
+        steps = gflop_per_clip(lambda: model(input_values=short, labels=labels).loss.backward()) * padded / frames
+    ours = steps + encoder_pass / encoded.shape[-1] / epochs
+    clip_epochs = figures["train_clips"] * epochs
+    guide_s, ours_s = figures["guide recipe"]["train_runtime_s"], figures["audioclf"]["train_runtime_s"]
+    matmul, guide_rate = matmul_gflop_s(), guide * clip_epochs / guide_s
+    return {"train_gflop_per_clip_epoch": {"guide recipe": round(guide, 2), "audioclf": round(ours, 2)},
+            "guide_gflop_s": round(guide_rate, 1), "audioclf_gflop_s": round(ours * clip_epochs / ours_s, 1),
+            "matmul_fp32_gflop_s": matmul,
+            "fp32_ceiling_vs_guide": round(guide_s * max(matmul, guide_rate) / (ours * clip_epochs), 2)}
+
+
 def runtime(seconds: float, clips: int, epochs: int) -> dict[str, float]:
     return {"train_runtime_s": round(seconds, 2), "s_per_epoch": round(seconds / epochs, 2),
             "clips_per_s": round(clips / seconds, 2)}
@@ -181,6 +228,13 @@ def show(results: dict[str, Any]) -> None:
             pad = r["padded_frames_per_clip"]
             print(f"{name}: batches padded to {pad['audioclf']} frames per clip (transformers' sampler: "
                   f"{pad['transformers']}; the clips' own mean: {pad['clips']})")
+        if "arithmetic" in r:
+            a = r["arithmetic"]
+            work = a["train_gflop_per_clip_epoch"]
+            print(f"{name}: training GFLOP per clip and epoch: guide {work['guide recipe']}, audioclf "
+                  f"{work['audioclf']}; reached {a['guide_gflop_s']} and {a['audioclf_gflop_s']} GFLOP/s (float32 "
+                  f"matrix products here: {a['matmul_fp32_gflop_s']}), so in float32 audioclf can be at most "
+                  f"{a['fp32_ceiling_vs_guide']}x the guide")
     print(f"\n5-10 s calls ({results['eval_calls']} eval): the guide keeps 1 s of each, audioclf all of it "
           "(default) or 1 s (like the guide)")
     rows = []

@@ -66,6 +66,20 @@ def test_cold_start_quick_writes_results(tmp_path: Path) -> None:
     assert len(results["seconds"]) == 5 and all(s > 0 for s in results["seconds"].values())
 
 
+def assert_training_ceiling(figures: dict, epochs: int) -> None:
+    """The float32 ceiling is the guide's time over audioclf's arithmetic at the faster of the two rates."""
+    arithmetic = figures["arithmetic"]
+    work = arithmetic["train_gflop_per_clip_epoch"]
+    # the guide runs every clip at 1 s and back through the convolutions: more work than audioclf's short batches
+    assert work["guide recipe"] > work["audioclf"] > 0
+    clip_epochs = figures["train_clips"] * epochs
+    guide_s = figures["guide recipe"]["train_runtime_s"]
+    assert arithmetic["guide_gflop_s"] == pytest.approx(work["guide recipe"] * clip_epochs / guide_s, rel=0.01)
+    rate = max(arithmetic["matmul_fp32_gflop_s"], arithmetic["guide_gflop_s"])
+    ceiling = guide_s * rate / (work["audioclf"] * clip_epochs)
+    assert arithmetic["fp32_ceiling_vs_guide"] == pytest.approx(ceiling, rel=0.02)
+
+
 @needs_shared
 def test_training_quick_writes_results(tmp_path: Path) -> None:
     results = run_quick("training.py", tmp_path / "training.json")
@@ -77,11 +91,13 @@ def test_training_quick_writes_results(tmp_path: Path) -> None:
             ours = {"audioclf": "speedup"} | ({"audioclf, 1 s like the guide": "speedup_1s"}
                                               if data == "long_calls" and name.startswith("wav2vec2") else {})
             ours |= {"audioclf --bf16": "speedup_bf16"} if data == "models" else {}
-            padding = {"padded_frames_per_clip"} if data == "models" and name.startswith("wav2vec2") else set()
+            padding = ({"padded_frames_per_clip", "arithmetic"} if data == "models" and name.startswith("wav2vec2")
+                       else set())
             assert set(figures) == {"train_clips", "guide recipe", *ours, *ours.values(), *padding}
             if padding:
                 pad = figures["padded_frames_per_clip"]
                 assert 0 < pad["clips"] <= pad["audioclf"] <= pad["transformers"]
+                assert_training_ceiling(figures, results["epochs"])
             for side, speedup in ours.items():
                 assert figures["guide recipe"]["train_runtime_s"] > 0 and figures[side]["clips_per_s"] > 0
                 ratio = figures["guide recipe"]["train_runtime_s"] / figures[side]["train_runtime_s"]
