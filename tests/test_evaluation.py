@@ -20,6 +20,12 @@ def test_metrics_match_a_hand_count() -> None:
     assert "accuracy 0.6000" in format_metrics(metrics)
 
 
+def test_macro_f1_leaves_out_a_label_with_no_clip_and_no_prediction() -> None:
+    metrics = classification_metrics([0, 0, 1], [0, 1, 1], ["a", "b", "c"])  # no 'c' in truth or predictions
+    assert metrics["per_class"]["c"]["support"] == 0
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+
+
 def test_confusion_matrix_png(tmp_path: Path) -> None:
     save_confusion_matrix([0, 1, 1], [0, 1, 0], ["yes", "no"], tmp_path / "cm.png")
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
@@ -42,3 +48,9 @@ def test_warns_when_accuracy_is_no_better_than_the_majority_label_or_labels_are_
     assert result_warnings(good, {"yes": 10, "no": 9, "maybe": 8}) == []
     (imbalance,) = result_warnings(good, {"yes": 40, "no": 10, "maybe": 8})
     assert "'yes': 40 clips, 'maybe': 8" in imbalance and "macro-F1" in imbalance
+
+
+def test_a_split_of_one_label_is_named_as_such_not_as_guessing() -> None:
+    one_label = classification_metrics([1, 1], [1, 1], ["yes", "no"])
+    (warning,) = result_warnings(one_label, {"yes": 5, "no": 5})
+    assert "test split holds clips of one label only ('no': 2)" in warning and "guessing" not in warning

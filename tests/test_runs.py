@@ -51,6 +51,18 @@ def test_prepare_run_dir_refuses_existing_content_unless_overwrite(tmp_path: Pat
     assert list(run.iterdir()) == []
 
 
+def test_a_run_that_failed_before_training_is_replaced_without_overwrite(tmp_path: Path) -> None:
+    run = runs.prepare_run_dir(tmp_path / "run", overwrite=False)
+    (run / runs.CONFIG_FILE).write_text("seed: 1\n")
+    runs.write_status(run, "failed", error="TooManyBadClips: ...")
+    runs.prepare_run_dir(run, overwrite=False)  # only its status and config: nothing to lose
+    assert list(run.iterdir()) == []
+    runs.write_status(run, "failed", error="KeyboardInterrupt")
+    (run / runs.CHECKPOINT_DIR).mkdir()  # it had started training: keep it unless asked
+    with pytest.raises(runs.RunError, match="a failed run; pass --overwrite"):
+        runs.prepare_run_dir(run, overwrite=False)
+
+
 def test_push_to_hub_offline_says_so_and_keeps_the_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "config.json").write_text("{}")
     assert runs.push_run_to_hub(tmp_path, "someone/audioclf-test-run") is None

@@ -23,7 +23,9 @@ def classification_metrics(
     )
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        # over the labels that occur (scikit-learn's own default): one with no clip and no prediction has no F1
+        "macro_f1": float(f1_score(y_true, y_pred, labels=sorted({*y_true, *y_pred}) or ids, average="macro",
+                                   zero_division=0)),
         "num_eval_clips": int(len(y_true)),
         "num_skipped": int(num_skipped),
         "per_class": {
@@ -60,6 +62,10 @@ def _near_chance(split: str, accuracy: float, support: dict[str, int]) -> str | 
     if not total:
         return None
     majority = max(support, key=support.__getitem__)
+    if support[majority] == total:
+        return (f"the {split} split holds clips of one label only ('{majority}': {total}), so its accuracy "
+                f"({accuracy:.3f}) cannot tell a model that listens from one that always answers '{majority}'; "
+                "give it clips of every label (a larger --test-size or --validation-size, or a split column).")
     chance, majority_share = 1 / len(support), support[majority] / total
     if accuracy > max(chance, majority_share) + 0.02:
         return None

@@ -87,16 +87,24 @@ def write_status(run_dir: Path, status: str, **info: Any) -> None:
 
 
 def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
-    """Create the run folder; refuse to touch a non-empty one unless `overwrite`."""
+    """Create the run folder; refuse to touch a non-empty one unless `overwrite`, or unless it holds only a
+    run that failed before it trained anything (its status and config: nothing to lose)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
+        if not overwrite and _failed_before_training(run_dir):
+            log.info("replacing the run that failed in %s before training anything", run_dir)
+        elif not overwrite:
             status = read_status(run_dir)
             what = f"a {status.get('status', 'unknown')} run" if status else "files that are not an audioclf run"
             raise RunError(f"{run_dir} already holds {what}; pass --overwrite to replace it or pick another --output")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def _failed_before_training(run_dir: Path) -> bool:
+    only_setup = {path.name for path in run_dir.iterdir()} <= {RUN_FILE, CONFIG_FILE}
+    return only_setup and (read_status(run_dir) or {}).get("status") == "failed"
 
 
 def reopen_run_dir(run_dir: Path) -> Path:
