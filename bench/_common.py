@@ -140,10 +140,10 @@ def fsdd_clips(speakers: tuple[str, ...], limit: int | None = None) -> list[Path
     return clips
 
 
-def fsdd_manifest(path: Path, train: tuple[str, ...], test: tuple[str, ...]) -> Path:
-    """A manifest of FSDD with a speaker-disjoint split."""
+def fsdd_manifest(path: Path, train: tuple[str, ...], test: tuple[str, ...], limit: int | None = None) -> Path:
+    """A manifest of FSDD with a speaker-disjoint split (`limit`: that many clips in all, spread as `fsdd_clips`)."""
     rows = ["path,label,group,split"]
-    for clip in fsdd_clips(train + test):
+    for clip in fsdd_clips(train + test, limit):
         digit, speaker, _ = clip.stem.split("_")
         rows.append(f"{clip},{digit},{speaker},{'train' if speaker in train else 'test'}")
     path.write_text("\n".join(rows) + "\n")
