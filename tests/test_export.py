@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_tone_folder
-from tiny_models import save_tiny
+from tiny_models import BUILDERS, save_tiny
 
 import audioclf
 from audioclf.cli import main
@@ -71,6 +71,9 @@ def test_int8_quantizes_weight_products_and_keeps_activation_products_in_float(t
 
 
 def test_whisper_export_keeps_its_cut_context_and_padding_side(tmp_path: Path) -> None:
+    """Also: its 1-D convolutions go out as 2-D ones, as they do for the wav2vec2 model above."""
+    import onnx
+
     data = write_tone_folder(tmp_path / "data", per_label=4, rate=16000)
     run = audioclf.train(data=str(data), model=str(save_tiny("whisper", tmp_path / "base")),
                          output=str(tmp_path / "run"), epochs=1, batch_size=4, gradient_accumulation_steps=1,
@@ -78,6 +81,32 @@ def test_whisper_export_keeps_its_cut_context_and_padding_side(tmp_path: Path) -
     exported = audioclf.export(run, tmp_path / "onnx")
     clips = sorted(data.rglob("*.wav"))
     np.testing.assert_allclose(scores_on(exported, clips), scores_on(run, clips), atol=1e-4)
+    graph = onnx.load(str(exported / "model.onnx"), load_external_data=False).graph
+    weights = {tensor.name: tensor.dims for tensor in graph.initializer}
+    convolutions = [node for node in graph.node if node.op_type == "Conv"]
+    assert len(convolutions) == 2 and all(len(weights[node.input[1]]) == 4 for node in convolutions)
+
+
+@pytest.mark.parametrize("kind", ["whisper", "wav2vec2"])
+def test_convolutions_as_2d_compute_the_same_and_are_put_back(kind: str, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForAudioClassification
+
+    from audioclf.inference.onnx import convolutions_as_2d
+
+    model = AutoModelForAudioClassification.from_pretrained(save_tiny(kind, tmp_path / kind)).eval()
+    if kind == "whisper":
+        inputs = {"input_features": torch.randn(3, model.config.num_mel_bins, 2 * model.config.max_source_positions)}
+    else:
+        inputs = {"input_values": torch.randn(3, 4000)}
+    encoder = model.encoder if kind == "whisper" else model.wav2vec2  # a random tiny head's logits are all near 0
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv1d)]
+    with torch.no_grad():
+        stock = encoder(**inputs).last_hidden_state
+        with convolutions_as_2d(model) as swapped:
+            assert swapped == len(convolutions) > 0
+            torch.testing.assert_close(encoder(**inputs).last_hidden_state, stock, atol=1e-5, rtol=1e-4)
+    assert not any("forward" in vars(conv) for conv in convolutions)
 
 
 def test_predict_and_serve_run_the_exported_folder(trained_run: tuple[Path, Path], exported: Path,
@@ -121,3 +150,38 @@ def test_export_prints_only_its_result(trained_run: tuple[Path, Path], tmp_path:
     levels = [logging.getLogger(name).level for name in ("", "torch.onnx")]
     audioclf.export(trained_run[0], tmp_path / "api", quantize="int8")
     assert [logging.getLogger(name).level for name in ("", "torch.onnx")] == levels
+
+
+@pytest.mark.parametrize("kind", sorted(set(BUILDERS) - {"wav2vec2", "whisper"}))  # those two: above
+def test_every_other_architecture_exports_with_the_same_logits(kind: str, tmp_path: Path) -> None:
+    """Wav2Vec2-BERT takes feature frames, not samples; it and Wav2Vec2-Conformer export with eager attention."""
+    import torch
+
+    from audioclf.features import extract_features
+
+    model_dir = save_tiny(kind, tmp_path / kind)
+    exported = Classifier.load(audioclf.export(model_dir, tmp_path / "onnx"))
+    stock = Classifier.load(model_dir)
+    waves = list(np.random.default_rng(0).standard_normal((3, 12000)).astype(np.float32))
+    features = extract_features(stock.extractor, waves)
+    with torch.no_grad():
+        expected = stock.model(**features).logits.numpy()
+    got = exported.model(**extract_features(exported.extractor, waves)).logits.numpy()
+    scale = np.abs(expected).max()  # a random tiny head's logits are small: the tolerance is relative to them
+    assert scale > 0
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * scale)
+
+
+def test_an_export_the_exporter_cannot_make_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    def fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("export failed") from ValueError("Cannot view a tensor with shape [2, 3]\npages more")
+
+    model_dir = save_tiny("wav2vec2", tmp_path / "model")
+    monkeypatch.setattr(torch.onnx, "export", fails)
+    assert main(["export", str(model_dir), "--output", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "could not export this wav2vec2 model: ValueError: Cannot view a tensor with shape [2, 3];" in err
+    assert "pages more" not in err and not (tmp_path / "onnx").exists() and not list(tmp_path.glob(".onnx-*"))

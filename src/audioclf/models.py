@@ -1,10 +1,12 @@
-"""Models: load any audio-classification model (our labels, float32, Whisper context cut); freezing; bf16."""
+"""Models: load any audio-classification model (our labels, float32, Whisper context cut); freezing; bf16;
+modules' forwards replaced within a block."""
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 if TYPE_CHECKING:
     from transformers import FeatureExtractionMixin, PretrainedConfig, PreTrainedModel
@@ -239,3 +241,17 @@ def freeze_feature_encoder(model: PreTrainedModel) -> bool:
         return False
     freeze()
     return True
+
+
+@contextmanager
+def forwards_replaced(modules: Iterable[Any], forward_of: Callable[[Any], Callable[..., Any]]) -> Iterator[None]:
+    """Within this block, each of `modules` runs `forward_of(module)` instead of its class's forward (an
+    instance attribute, deleted after); weights and state dict are never touched."""
+    modules = list(modules)
+    for module in modules:
+        module.forward = forward_of(module)
+    try:
+        yield
+    finally:
+        for module in modules:
+            del module.forward  # the class's own forward again

@@ -15,6 +15,8 @@ import functools
 from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator, Sequence
 
+from audioclf.models import forwards_replaced
+
 # Model types whose code after the feature encoder masks padded frames exactly (tests/test_exact_batching.py
 # checks each). SEW is left out: its squeeze pooling averages a clip's last frames with padding.
 EXACT_WITH_MASK = ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")
@@ -77,12 +79,9 @@ def clip_lengths(model: Any, lengths: Any) -> Iterator[None]:
     (a sequence or a tensor; pass the model an attention mask too). Not thread-safe: one batch at a time."""
     import torch
 
-    encoder = model.base_model.feature_extractor
-    encoder.forward = _LengthAwareEncoderForward(encoder, torch.as_tensor(lengths))
-    try:
+    with forwards_replaced([model.base_model.feature_extractor],
+                           lambda encoder: _LengthAwareEncoderForward(encoder, torch.as_tensor(lengths))):
         yield
-    finally:
-        del encoder.forward  # the class's own forward again; weights and state dict were never touched
 
 
 def length_aware_encoder_needed(model: Any, extractor: Any) -> bool:
@@ -120,8 +119,6 @@ def encoder_forward(model: Any, lengths: Sequence[int] | None) -> Iterator[None]
         with clip_lengths(model, lengths) if lengths is not None else nullcontext():
             yield
         return
-    encoder.forward = functools.partial(time_major_encoder_forward, encoder, lengths=lengths)
-    try:
+    with forwards_replaced([encoder], lambda module: functools.partial(time_major_encoder_forward, module,
+                                                                       lengths=lengths)):
         yield
-    finally:
-        del encoder.forward

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from audioclf.inference.positional_conv import cropped_positional_conv
+from audioclf.models import forwards_replaced
 
 MASK_STEPS = 1 << 16  # dropout's keep probability is a multiple of 2^-16 (0.1 -> 6554 / 65536 dropped)
 
@@ -24,15 +25,9 @@ MASK_STEPS = 1 << 16  # dropout's keep probability is a multiple of 2^-16 (0.1 -
 def faster_cpu_forwards(model: Any) -> Iterator[None]:
     """Within this block, `model`'s dropout modules run this module's forward on CPU tensors (elsewhere their
     own), and its positional convolution (wav2vec2 family) is cropped to short batches; outside it, their own."""
-    dropouts = _dropouts(model)
-    for module in dropouts:
-        module.forward = functools.partial(_dropout, module)
-    try:
-        with cropped_positional_conv(model):
-            yield
-    finally:
-        for module in dropouts:
-            del module.forward  # the class's own forward again
+    with forwards_replaced(_dropouts(model), lambda module: functools.partial(_dropout, module)), \
+            cropped_positional_conv(model):
+        yield
 
 
 def _dropouts(model: Any) -> list[Any]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from audioclf.features import extract_features
 from audioclf.inference.exact_batching import EXACT_WITH_MASK, encoder_forward, supports_exact_batching
-from audioclf.models import bf16_autocast
+from audioclf.models import bf16_autocast, forwards_replaced
 from audioclf.training.cache import CachedWaves, CacheWriter
 from audioclf.training.dataset import DecodedClips
 
@@ -157,12 +157,8 @@ class EncodedCollator:
 def encoder_outputs_as_input(model: Any) -> Iterator[None]:
     """Within this block, `model` takes feature-encoder outputs where it takes waveforms: its feature
     encoder passes its input through. Weights and state dict are never touched."""
-    encoder = model.base_model.feature_extractor
-    encoder.forward = _given
-    try:
+    with forwards_replaced([model.base_model.feature_extractor], lambda _: _given):
         yield
-    finally:
-        del encoder.forward  # the class's own forward again
 
 
 def _given(encoded: Any) -> Any:
