@@ -1,5 +1,6 @@
 """Inference speed on CPU: the stock transformers pipeline (per clip) against audioclf's Classifier (float32
-and under `--bf16`) and its ONNX exports (float and int8), on the same FSDD files, with top-1 agreement.
+and under `--bf16`, on CPUs with native bfloat16 only, as `predict` advises) and its ONNX exports (float and
+int8), on the same FSDD files, with top-1 agreement.
 Beside the speeds, the compute: each model's forward-pass GFLOP per clip (counted by torch's FlopCounterMode
 at the clips' own lengths), the GFLOP/s each runner reaches, and this machine's matrix-product rates
 (float32 through torch and through onnxruntime, bfloat16 through torch); the faster float32 rate bounds how
@@ -91,9 +92,12 @@ def bench_model(model_dir: Path, work: Path, clips: list[Path], rounds: int, fp3
     import audioclf
     from audioclf.inference import Classifier
 
+    from audioclf.models import native_bf16
+
     runners = {"stock pipeline, per clip": stock_pipeline(model_dir),
-               "audioclf (PyTorch)": classifier_runner(Classifier.load(model_dir)),
-               "audioclf (PyTorch, --bf16)": classifier_runner(Classifier.load(model_dir, bf16=True))}
+               "audioclf (PyTorch)": classifier_runner(Classifier.load(model_dir))}
+    if native_bf16():  # emulated bfloat16 ran at 0.3 GFLOP/s on an AVX2-only EPYC: 0.3x, and most of the run's time
+        runners["audioclf (PyTorch, --bf16)"] = classifier_runner(Classifier.load(model_dir, bf16=True))
     sizes = {}
     for quantize in (None, "int8"):
         exported = audioclf.export(model_dir, work / f"onnx-{quantize or 'float'}", quantize=quantize)
