@@ -58,14 +58,26 @@ def environment() -> dict[str, Any]:
 
 
 def cpu_model() -> str | None:
-    """The CPU's model name and whether it has AMX, from /proc/cpuinfo (None where there is none): these
-    machines' speed, and what --bf16 gains, differ by CPU, so a figure names the one it ran on."""
+    """The CPU's model name and its widest vector instructions, from /proc/cpuinfo (None where there is none):
+    these machines' speed, and what --bf16 gains, differ by CPU (one model name covered an AVX2-only and an
+    AVX-512 BF16 EPYC here), so a figure names the one it ran on."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), None)
-    return name and name + (" (AMX)" if " amx_bf16" in info else "")
+    lines = info.splitlines()
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    return name and f"{name} ({vector_isa(flags)})"
+
+
+def vector_isa(flags: set[str]) -> str:
+    """The widest vector (and matrix) instructions among a CPU's /proc/cpuinfo flags."""
+    for flag, label in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"),
+                        ("avx2", "AVX2")):
+        if flag in flags:
+            return label
+    return "no AVX2"
 
 
 def _git_commit() -> str | None:

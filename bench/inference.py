@@ -49,17 +49,17 @@ def main() -> None:
     agreement_clips = fsdd_clips(HELD_OUT, 32 if args.quick else None)
     from audioclf.models import native_bf16
 
+    bf16 = native_bf16()  # emulated bfloat16 ran at 0.3 GFLOP/s on an AVX2-only EPYC: timed only where native
     results: dict[str, Any] = {"clips": len(clips), "rounds": rounds, "matmul_fp32_gflop_s": matmul_gflop_s(),
                                "matmul_fp32_onnxruntime_gflop_s": onnxruntime_matmul_gflop_s(),
-                               # emulated bfloat16: 0.3 GFLOP/s (AVX2 EPYC), where 20 products of 2048 take ~20 min
-                               "matmul_bf16_gflop_s": matmul_gflop_s(size=2048 if native_bf16() else 256,
-                                                                     dtype="bfloat16"),
-                               "cpu_native_bf16": native_bf16(), "models": {}}
+                               # emulated, 20 products of 2048 would take ~20 min: 256 is enough to show the rate
+                               "matmul_bf16_gflop_s": matmul_gflop_s(size=2048 if bf16 else 256, dtype="bfloat16"),
+                               "cpu_native_bf16": bf16, "models": {}}
     fp32_rate = max(results["matmul_fp32_gflop_s"], results["matmul_fp32_onnxruntime_gflop_s"])
     with tempfile.TemporaryDirectory() as tmp:
         for name, (build, trained) in model_builders(Path(tmp), args.quick).items():
             results["models"][name] = bench_model(build(), Path(tmp) / name, clips, rounds, fp32_rate,
-                                                  agreement_clips if trained else [])
+                                                  agreement_clips if trained else [], bf16)
     show(results)
     print(f"wrote {write_results('inference', results, args.output)}")
 
@@ -90,15 +90,13 @@ def model_builders(tmp: Path, quick: bool) -> dict[str, tuple[Callable[[], Path]
 
 
 def bench_model(model_dir: Path, work: Path, clips: list[Path], rounds: int, fp32_gflop_s: float,
-                agreement_clips: list[Path]) -> dict[str, Any]:
+                agreement_clips: list[Path], bf16: bool) -> dict[str, Any]:
     import audioclf
     from audioclf.inference import Classifier
 
-    from audioclf.models import native_bf16
-
     runners = {"stock pipeline, per clip": stock_pipeline(model_dir),
                "audioclf (PyTorch)": classifier_runner(Classifier.load(model_dir))}
-    if native_bf16():  # emulated bfloat16 ran at 0.3 GFLOP/s on an AVX2-only EPYC: 0.3x, and most of the run's time
+    if bf16:
         runners["audioclf (PyTorch, --bf16)"] = classifier_runner(Classifier.load(model_dir, bf16=True))
     sizes = {}
     for quantize in (None, "int8"):

@@ -27,9 +27,15 @@ WHISPER = "whisper-tiny.en"
 Row = tuple[str, str, str, str, str]  # benchmark, audioclf, reference, ratio, target
 
 
-def _bf16(figures: dict[str, Any], text: Callable[[], str]) -> str:
-    """The `--bf16` part of a training row; empty where the run skipped it (no native bfloat16)."""
-    return text() if "audioclf --bf16" in figures else ""
+def _bf16_seconds(figures: dict[str, Any]) -> str:
+    """The `--bf16` time of a training row; empty where the run skipped it (no native bfloat16)."""
+    return f"; `--bf16` {_seconds(figures['audioclf --bf16'])}" if "audioclf --bf16" in figures else ""
+
+
+def _bf16_speedup(figures: dict[str, Any], bold: bool) -> str:
+    """The `--bf16` ratio of a training row; empty where the run skipped it."""
+    mark = "**" if bold else ""
+    return f"; `--bf16` {mark}{figures['speedup_bf16']}x{mark}" if "speedup_bf16" in figures else ""
 
 
 def training_rows(r: dict[str, Any]) -> list[Row]:
@@ -38,14 +44,14 @@ def training_rows(r: dict[str, Any]) -> list[Row]:
     clips = f"{r['epochs']} epochs, batch {r['batch_size']}"
     return [
         (f"training, wav2vec2-base config, {w2v['train_clips']} FSDD clips, {clips}",
-         _seconds(w2v["audioclf"]) + _bf16(w2v, lambda: f"; `--bf16` {_seconds(w2v['audioclf --bf16'])}"),
+         _seconds(w2v["audioclf"]) + _bf16_seconds(w2v),
          "guide recipe " + _seconds(w2v["guide recipe"]),
-         f"**{w2v['speedup']}x**" + _bf16(w2v, lambda: f"; `--bf16` **{w2v['speedup_bf16']}x**") + "; float32 ceiling "
+         f"**{w2v['speedup']}x**" + _bf16_speedup(w2v, bold=True) + "; float32 ceiling "
          f"{w2v['arithmetic']['fp32_ceiling_vs_guide']}x", ">= 3x"),
         (f"training, whisper-tiny.en, {whisper['train_clips']} FSDD clips, {clips}",
-         _seconds(whisper["audioclf"]) + _bf16(whisper, lambda: f"; `--bf16` {_seconds(whisper['audioclf --bf16'])}"),
+         _seconds(whisper["audioclf"]) + _bf16_seconds(whisper),
          "guide recipe (30 s padding) " + _seconds(whisper["guide recipe"]),
-         f"**{whisper['speedup']}x**" + _bf16(whisper, lambda: f"; `--bf16` {whisper['speedup_bf16']}x"), ">= 20x"),
+         f"**{whisper['speedup']}x**" + _bf16_speedup(whisper, bold=False), ">= 20x"),
         (f"training, wav2vec2-base config, {calls_w2v['train_clips']} calls of 5-10 s",
          f"1 s of each, as the guide: {_seconds(calls_w2v['audioclf, 1 s like the guide'])}; whole calls: "
          + _seconds(calls_w2v["audioclf"]),
@@ -163,12 +169,19 @@ def table(results: Path = RESULTS) -> str:
         if not path.is_file():
             continue
         r = json.loads(path.read_text())
-        machine = r["machine"]
-        run = (f"{r['when'][:10]}, {r.get('commit') or 'commit not recorded'}, {machine['cpu_cores']} cores, "
-               f"{machine.get('cpu') or 'CPU not recorded'}")
+        run = f"{r['when'][:10]}, {r.get('commit') or 'commit not recorded'}, {_machine(r)}"
         for label, ours, reference, ratio, target in rows_of(r):
             lines.append("| " + " | ".join([label, f"`{r['command']}`", ours, reference, ratio, target, run]) + " |")
     return "\n".join(lines)
+
+
+def _machine(r: dict[str, Any]) -> str:
+    """Cores and CPU of a run; results written before the CPU's vector instructions were recorded say at least
+    whether it had native bfloat16, where they measured that."""
+    cpu = r["machine"].get("cpu") or "CPU not recorded"
+    if "(" not in cpu and "cpu_native_bf16" in r:
+        cpu += " (native bfloat16)" if r["cpu_native_bf16"] else " (no native bfloat16)"
+    return f"{r['machine']['cpu_cores']} cores, {cpu}"
 
 
 def with_table(readme: str, made: str) -> str:

@@ -188,3 +188,21 @@ def test_report_takes_each_figure_from_the_results(tmp_path: Path) -> None:
     assert f"`{training['command']}`" in made
     with pytest.raises(SystemExit, match="markers"):
         with_table("a README without the markers", made)
+
+
+def test_machine_record_names_the_cpus_widest_vector_instructions() -> None:
+    sys.path.insert(0, str(BENCH))
+    from _common import vector_isa
+    from report import _machine
+
+    assert [vector_isa(flags) for flags in ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"},
+                                            {"avx2", "avx512f", "avx512_bf16"}, {"avx2", "avx512f"},
+                                            {"sse4_2", "avx2"}, {"sse4_2"})] == \
+        ["AMX", "AVX-512 BF16", "AVX-512", "AVX2", "no AVX2"]
+    run = {"machine": {"cpu_cores": 2, "cpu": "AMD EPYC (AVX2)"}, "cpu_native_bf16": False}
+    assert _machine(run) == "2 cores, AMD EPYC (AVX2)"
+    # results written before the vector instructions were recorded: native bfloat16 or not, where measured
+    older = {"machine": {"cpu_cores": 2, "cpu": "AMD EPYC"}}
+    assert _machine({**older, "cpu_native_bf16": False}) == "2 cores, AMD EPYC (no native bfloat16)"
+    assert _machine({**older, "cpu_native_bf16": True}) == "2 cores, AMD EPYC (native bfloat16)"
+    assert _machine(older) == "2 cores, AMD EPYC"
