@@ -131,6 +131,21 @@ def test_edge_trim_cuts_the_quiet_start_and_end_at_the_drawn_level() -> None:
         TrainConfig.build({"augment_trim": "-5:10"})
 
 
+
+def test_end_cut_drops_a_random_part_of_the_end_and_keeps_the_start() -> None:
+    wave = np.arange(16000, dtype=np.float32)  # 1 s at 16 kHz
+    cut = Augmenter(16000, cut_end=0.6, seed=0)
+    outs = [cut(wave) for _ in range(200)]
+    lengths = [len(out) for out in outs]
+    assert cut.active and all(np.array_equal(out, wave[:len(out)]) for out in outs)
+    assert min(lengths) >= 0.4 * 16000 - 1 and max(lengths) <= 16000
+    assert min(lengths) < 0.45 * 16000 and max(lengths) > 0.95 * 16000  # the fraction is drawn in [0, 0.6]
+    short = wave[:2000]  # 0.125 s: at least 0.1 s is kept
+    assert all(1600 <= len(cut(short)) for _ in range(50))
+    assert np.array_equal(Augmenter(16000, cut_end=0.9)(wave[:1000]), wave[:1000])  # under 0.1 s: kept whole
+    with pytest.raises(ConfigError, match="augment_cut_end"):
+        TrainConfig.build({"augment_cut_end": 1.0})
+
 def test_each_loader_worker_and_epoch_draws_its_own_augmentation() -> None:
     from torch.utils.data import DataLoader
 
@@ -266,7 +281,7 @@ def test_fine_tuning_with_every_augmentation_on_a_spectrogram_model(tmp_path: Pa
                          strategy="finetune", epochs=2, batch_size=4, gradient_accumulation_steps=1,
                          spec_augment=0.2, augment_shift=0.1, augment_gain="-6:6", augment_speed=0.1,
                          augment_crop=0.3, augment_noise_snr="10:30", augment_trim="10:35", augment_vtlp=0.1,
-                         validation_size=0)
+                         augment_cut_end=0.5, validation_size=0)
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert not audioclf.Classifier.load(run).model._forward_pre_hooks  # the training-only masks are not saved
     assert "--augment-crop with Whisper" in caplog.text

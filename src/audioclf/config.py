@@ -104,6 +104,10 @@ class TrainConfig:
         "its loudest 10 ms, e.g. 10:35 (for data cut by different segmenters, or clips cut tighter than the "
         "training set's)."
     )
+    augment_cut_end: float = _opt(
+        0.0, "End cut while training: each clip loses a random part of its end, up to this fraction of its length, "
+        "e.g. 0.6 (for speakers or segmenters that cut words short, such as a six cut after its vowel; 0: off)."
+    )
     augment_speed: float = _opt(0.0, "Speed perturbation while training: up to this fraction faster/slower (0: off).")
     augment_noise_snr: str | None = _opt(None, "Background noise while training at a random SNR in LOW:HIGH dB.")
     augment_gain: str | None = _opt(None, "Random gain while training in LOW:HIGH dB, e.g. -6:6.")
@@ -169,6 +173,7 @@ class TrainConfig:
             self.head_learning_rate is None or self.head_learning_rate > 0,
             "head_learning_rate", self.head_learning_rate, "a number > 0",
         )
+        _require(0 <= self.augment_cut_end < 1, "augment_cut_end", self.augment_cut_end, "a fraction in [0, 1)")
         _require(0 <= self.augment_speed < 0.5, "augment_speed", self.augment_speed, "a fraction in [0, 0.5)")
         self.noise_snr_range()
         parse_db_range(self.augment_gain, "augment_gain")

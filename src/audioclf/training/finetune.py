@@ -49,7 +49,7 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     (time.monotonic()), training stops after the current step."""
     augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
                         parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop,
-                        parse_db_range(config.augment_trim, "augment_trim"))
+                        parse_db_range(config.augment_trim, "augment_trim"), config.augment_cut_end)
     if config.augment_crop and is_whisper(extractor):
         log.warning("--augment-crop with Whisper: its head averages over the whole context, padding included, so "
                     "crops train on another mix of speech and padding than whole clips are predicted on; it "
