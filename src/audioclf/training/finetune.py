@@ -47,9 +47,11 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
     `trained_head` to start from, the start's) weights, scored on validation; with `config.wise_ft` and a
     `trained_head`, what was kept mixed with the start's weights. Past `deadline`
     (time.monotonic()), training stops after the current step."""
-    augment = Augmenter(sampling_rate(extractor), config.augment_speed, config.noise_snr_range(), config.seed,
-                        parse_db_range(config.augment_gain, "augment_gain"), config.augment_shift, config.augment_crop,
-                        parse_db_range(config.augment_trim, "augment_trim"), config.augment_cut_end)
+    augment = Augmenter(sampling_rate(extractor), max_speed_change=config.augment_speed,
+                        noise_snr=config.noise_snr_range(), seed=config.seed,
+                        gain_db=parse_db_range(config.augment_gain, "augment_gain"), max_shift_s=config.augment_shift,
+                        crop_s=config.augment_crop, trim_db=parse_db_range(config.augment_trim, "augment_trim"),
+                        cut_end=config.augment_cut_end)
     if config.augment_crop and is_whisper(extractor):
         log.warning("--augment-crop with Whisper: its head averages over the whole context, padding included, so "
                     "crops train on another mix of speech and padding than whole clips are predicted on; it "
