@@ -17,6 +17,10 @@ PREDICT_CHUNK = 256  # files decoded at a time by `predict`, so memory stays fla
 BF16_HELP = ("Run the model under bfloat16 autocast: faster on a CPU with native bfloat16 (AVX-512 BF16 or AMX), "
              "slower on others; scores differ slightly from float32.")
 
+Prediction = list[dict[str, Any]]  # the top-k {"label", "score"} of one clip or window
+Span = tuple[float, float]  # a window's start_s, end_s
+Emit = Callable[..., None]  # emit(path, predictions | None, error | None, span=None): one row of output
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
@@ -116,6 +120,11 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("--top-k", type=int, default=5, help="Labels per clip (default: 5).")
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
     predict.add_argument("--batch-size", type=int, default=8, help="Clips per forward pass (default: 8).")
+    predict.add_argument("--window", type=float, metavar="SECONDS",
+                         help="Cut each recording into windows this long and predict each one (a row per window, "
+                         "with start_s and end_s), instead of one prediction on its first max_duration seconds.")
+    predict.add_argument("--hop", type=float, metavar="SECONDS",
+                         help="Seconds from one window's start to the next (default: --window, no overlap).")
     predict.add_argument("--bf16", action="store_true", help=BF16_HELP)
     predict.add_argument("--trust-remote-code", action="store_true")
     predict.set_defaults(handler=_run_predict)
@@ -241,23 +250,52 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from audioclf.audio import AudioError
     from audioclf.inference import Classifier, iter_audio_files
 
     if args.top_k < 1 or args.batch_size < 1:
         raise ConfigError("--top-k and --batch-size must be >= 1")
+    if args.hop is not None and args.window is None:
+        raise ConfigError("--hop needs --window")
     _quiet_transformers()
     clf = Classifier.load(args.model, trust_remote_code=args.trust_remote_code, bf16=args.bf16)
     files = _expand_inputs(args.inputs, iter_audio_files)
-    emit = _emitter(args.format)
+    emit = _emitter(args.format, windowed=args.window is not None)
+    predict_files = _predict_clips if args.window is None else _predict_windows
+    failed = predict_files(clf, files, args, emit)
+    if failed:
+        print(f"audioclf: {failed} of {len(files)} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _predict_windows(clf: Any, files: list[tuple[Path, str | None]], args: argparse.Namespace, emit: Emit) -> int:
+    """One file at a time (long recordings), a row per window; returns the number of files that failed."""
+    from audioclf.audio import AudioError
+    from audioclf.inference.windows import classify_windows, window_samples
+
+    window, hop = window_samples(clf, args.window, args.hop)
+    failed = 0
+    for path, problem in files:
+        try:
+            wave = _prepared(clf, path, problem, crop=False)
+        except AudioError as err:
+            emit(str(path), None, err.reason)
+            failed += 1
+            continue
+        for row in classify_windows(clf, wave, window, hop, args.top_k, args.batch_size):
+            emit(str(path), row["predictions"], None, (row["start_s"], row["end_s"]))
+    return failed
+
+
+def _predict_clips(clf: Any, files: list[tuple[Path, str | None]], args: argparse.Namespace, emit: Emit) -> int:
+    """Files in chunks, batched by length within each; returns the number of files that failed."""
+    from audioclf.audio import AudioError
+
     failed = 0
     for chunk in _chunks(files, PREDICT_CHUNK):
         waves, errors = [], {}
         for index, (path, problem) in enumerate(chunk):
             try:
-                if problem:
-                    raise AudioError(str(path), problem)
-                waves.append(clf.prepare(path))
+                waves.append(_prepared(clf, path, problem))
             except AudioError as err:
                 errors[index] = err.reason
         scores = iter(clf.probabilities(waves, args.batch_size, progress=len(files) > 16) if waves else [])
@@ -267,9 +305,16 @@ def _run_predict(args: argparse.Namespace) -> int:
             else:
                 emit(str(path), clf.top_labels(next(scores), args.top_k), None)
         failed += len(errors)
-    if failed:
-        print(f"audioclf: {failed} of {len(files)} input(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    return failed
+
+
+def _prepared(clf: Any, path: Path, problem: str | None, crop: bool = True) -> Any:
+    """The file's waveform as the model takes it; AudioError for a problem found before decoding or while doing it."""
+    from audioclf.audio import AudioError
+
+    if problem:
+        raise AudioError(str(path), problem)
+    return clf.prepare(path, crop=crop)
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -314,26 +359,30 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def _emitter(fmt: str) -> Callable[[str, list[dict[str, Any]] | None, str | None], None]:
+def _emitter(fmt: str, windowed: bool = False) -> Emit:
+    """Print one row per prediction (or error) as it comes; `windowed` rows carry their window's (start_s, end_s)."""
     if fmt == "json":
-        def emit(path: str, preds: list[dict[str, Any]] | None, error: str | None) -> None:
-            row = {"path": path, "predictions": preds} if error is None else {"path": path, "error": error}
+        def emit(path: str, preds: Prediction | None, error: str | None, span: Span | None = None) -> None:
+            row: dict[str, Any] = {"path": path, **({"start_s": span[0], "end_s": span[1]} if span else {})}
+            row.update({"predictions": preds} if error is None else {"error": error})
             print(json.dumps(row, ensure_ascii=False), flush=True)
         return emit
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "rank", "label", "score", "error"])
+        writer.writerow(["path", *(["start_s", "end_s"] if windowed else []), "rank", "label", "score", "error"])
 
-        def emit(path: str, preds: list[dict[str, Any]] | None, error: str | None) -> None:
-            rows = [[path, "", "", "", error]] if error else [
-                [path, rank, p["label"], f"{p['score']:.6f}", ""] for rank, p in enumerate(preds or [], 1)
+        def emit(path: str, preds: Prediction | None, error: str | None, span: Span | None = None) -> None:
+            where = [path, *([f"{span[0]:.3f}", f"{span[1]:.3f}"] if span else ["", ""] if windowed else [])]
+            rows = [[*where, "", "", "", error]] if error else [
+                [*where, rank, p["label"], f"{p['score']:.6f}", ""] for rank, p in enumerate(preds or [], 1)
             ]
             writer.writerows(rows)
         return emit
 
-    def emit(path: str, preds: list[dict[str, Any]] | None, error: str | None) -> None:
+    def emit(path: str, preds: Prediction | None, error: str | None, span: Span | None = None) -> None:
         shown = f"ERROR {error}" if error else "  ".join(f"{p['label']} ({p['score']:.3f})" for p in preds or [])
-        print(f"{path}\t{shown}", flush=True)
+        where = f"{path}@{span[0]:.2f}-{span[1]:.2f}s" if span else path
+        print(f"{where}\t{shown}", flush=True)
     return emit
 
 

@@ -32,6 +32,16 @@ def pads_to_fixed_length(extractor: FeatureExtractionMixin) -> bool:
     return is_whisper(extractor) or type(extractor).__name__ == "ASTFeatureExtractor"
 
 
+def longest_input_seconds(extractor: FeatureExtractionMixin) -> float | None:
+    """Seconds of audio the extractor keeps (it truncates the rest): Whisper's context, AST's max_length frames
+    of 10 ms; None where any length passes through."""
+    if is_whisper(extractor):
+        return extractor.n_samples / sampling_rate(extractor)
+    if type(extractor).__name__ == "ASTFeatureExtractor":
+        return extractor.max_length * 0.01  # its Kaldi filter bank shifts 10 ms per frame
+    return None
+
+
 def padding_changes_output(extractor: FeatureExtractionMixin) -> bool:
     """True for wav2vec2-base-style checkpoints: zero padding without an attention mask changes the
     model's output (group norm over time), so such clips may only be batched with equal-length ones."""

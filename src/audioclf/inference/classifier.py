@@ -12,6 +12,7 @@ from audioclf.config import ConfigError
 from audioclf.features import load_feature_extractor, padding_changes_output
 from audioclf.features import sampling_rate as extractor_rate
 from audioclf.inference.exact_batching import length_aware_encoder_needed, run_batch
+from audioclf.inference.windows import WindowPrediction, classify_windows, window_samples
 from audioclf.models import min_input_samples
 
 
@@ -66,12 +67,12 @@ class Classifier:
         id2label = self.model.config.id2label
         return [id2label[i] for i in sorted(id2label)]
 
-    def prepare(self, item: AudioSource | np.ndarray, input_rate: int | None = None) -> np.ndarray:
-        """Decode/resample/crop one input exactly as training did. Arrays are taken to be at
-        `input_rate` (default: the model's rate)."""
+    def prepare(self, item: AudioSource | np.ndarray, input_rate: int | None = None, crop: bool = True) -> np.ndarray:
+        """Decode/resample/crop one input exactly as training did (`crop=False`: the whole recording, for
+        windows). Arrays are taken to be at `input_rate` (default: the model's rate)."""
         if isinstance(item, np.ndarray):
             item = (item, input_rate or self.rate)
-        return load_audio(item, self.rate, self.max_duration, min_samples=self.min_samples)
+        return load_audio(item, self.rate, self.max_duration if crop else None, min_samples=self.min_samples)
 
     def predict(
         self,
@@ -83,6 +84,21 @@ class Classifier:
         """Per input, the `top_k` labels as `{"label", "score"}` dicts sorted by score."""
         waves = [self.prepare(item, sampling_rate) for item in inputs]
         return [self.top_labels(row, top_k) for row in self.probabilities(waves, batch_size)]
+
+    def predict_windows(
+        self,
+        inputs: Sequence[AudioSource | np.ndarray],
+        window_s: float,
+        hop_s: float | None = None,
+        top_k: int = 5,
+        batch_size: int = 8,
+        sampling_rate: int | None = None,
+    ) -> list[list[WindowPrediction]]:
+        """Per input, the whole recording cut into `window_s`-second windows every `hop_s` seconds (default:
+        side by side), each as `{"start_s", "end_s", "predictions"}`: for recordings longer than a clip."""
+        window, hop = window_samples(self, window_s, hop_s)
+        return [classify_windows(self, self.prepare(item, sampling_rate, crop=False), window, hop, top_k, batch_size)
+                for item in inputs]
 
     def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 8, progress: bool = False) -> np.ndarray:
         """Softmax scores, shape (len(waves), num_labels), in input order."""
