@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone
+from conftest import TONES, tone
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'audioclf[serve]'")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -100,6 +100,53 @@ def test_batch_gives_one_result_or_error_per_file_in_order(client: TestClient, t
     assert_error(client.post("/v1/classify/batch", data={"top_k": "1"}), 415, "unsupported_media_type")
 
 
+@pytest.fixture(scope="module")
+def three_tones() -> bytes:
+    """4.5 s at 8 kHz: low, then high, then mid, 1.5 s each (within the client's 5 s limit)."""
+    rng = np.random.default_rng(11)
+    return wav_bytes(np.concatenate([tone(TONES[label], 1.5, 8000, rng) for label in ("low", "high", "mid")]), 8000)
+
+
+def test_windows_of_an_upload_score_as_predict_windows(client: TestClient, trained_run: tuple[Path, Path],
+                                                       three_tones: bytes, tmp_path: Path) -> None:
+    recording = tmp_path / "low-high-mid.wav"
+    recording.write_bytes(three_tones)
+    [want] = Classifier.load(trained_run[0]).predict_windows([recording], 1.0, 0.5, top_k=3)
+    answer = client.post("/v1/classify?window=1&hop=0.5&top_k=3", content=three_tones,
+                         headers={"content-type": "audio/wav"}).json()
+    assert "predictions" not in answer and answer["duration_s"] == 4.5
+    assert [(w["start_s"], w["end_s"]) for w in answer["windows"]] == [(s / 2, s / 2 + 1) for s in range(8)]
+    for got, window in zip(answer["windows"], want):
+        assert [p["label"] for p in got["predictions"]] == [p["label"] for p in window["predictions"]]
+        np.testing.assert_allclose([p["score"] for p in got["predictions"]],
+                                   [p["score"] for p in window["predictions"]], atol=1e-5)
+    assert [answer["windows"][i]["predictions"][0]["label"] for i in (0, 3, 6)] == ["low", "high", "mid"]
+    files = [("files", ("a.wav", three_tones)), ("files", ("b.wav", three_tones))]
+    results = client.post("/v1/classify/batch", files=files, data={"window": "1.5", "top_k": "1"}).json()["results"]
+    assert [[w["predictions"][0]["label"] for w in r["windows"]] for r in results] == [["low", "high", "mid"]] * 2
+
+
+def test_bad_windows_get_422_with_the_reason(client: TestClient, three_tones: bytes) -> None:
+    raw = {"content-type": "audio/wav"}
+    for query, reason in [("window=abc", "number of seconds"), ("hop=1", "hop needs window"),
+                          ("window=0", "window must be > 0"), ("window=inf", "window must be > 0"),
+                          ("window=1&hop=2", "hop in (0, window]"), ("window=20", "max_duration")]:
+        error = assert_error(client.post(f"/v1/classify?{query}", content=three_tones, headers=raw), 422,
+                             "invalid_window")
+        assert reason in error["message"], (query, error)
+
+
+def test_a_long_upload_in_windows_does_not_fill_the_shared_queue(trained_run: tuple[Path, Path],
+                                                                 three_tones: bytes) -> None:
+    eleven_s = wav_bytes(np.tile(sf.read(io.BytesIO(three_tones), dtype="float32")[0], 3)[:11 * 8000], 8000)
+    options = ServeOptions(max_batch=2, batch_window_ms=0, queue_limit=2, max_duration=12)
+    with TestClient(create_app(Classifier.load(trained_run[0]), options)) as small:
+        answer = small.post("/v1/classify?window=1", content=eleven_s, headers={"content-type": "audio/wav"})
+    assert answer.status_code == 200, answer.text
+    windows = answer.json()["windows"]  # 11 through a queue that holds 2; the run's 10 s crop not applied
+    assert [w["end_s"] for w in windows] == [float(s) for s in range(1, 12)]
+
+
 def test_bad_inputs_get_clear_4xx(client: TestClient) -> None:
     rng = np.random.default_rng(1)
     good = wav_bytes(tone(220.0, 1.0, 16000, rng))
@@ -115,8 +162,8 @@ def test_bad_inputs_get_clear_4xx(client: TestClient) -> None:
     message = assert_error(client.post("/v1/classify", files={"file": ("cut.wav", good[:5000])}), 422,
                            "invalid_audio")["message"]
     assert "cut.wav" in message and "truncated" in message
-    assert "NaN" in assert_error(client.post("/v1/classify", files={"file": ("nan.wav", wav_bytes(nan, subtype="FLOAT"))}),
-                                 422, "invalid_audio")["message"]
+    nan_upload = {"file": ("nan.wav", wav_bytes(nan, subtype="FLOAT"))}
+    assert "NaN" in assert_error(client.post("/v1/classify", files=nan_upload), 422, "invalid_audio")["message"]
     assert_error(client.post("/v1/classify", content=too_long, headers=raw), 422, "too_long")
     blip = wav_bytes(tone(220.0, 0.001, 16000, rng))  # 16 samples: fewer than the encoder reads for one frame
     message = assert_error(client.post("/v1/classify", files={"file": ("blip.wav", blip)}), 422,

@@ -15,8 +15,10 @@ from typing import Any, AsyncIterator
 import numpy as np
 
 from audioclf.audio import AudioError, UndecodableAudio, decode, validate
+from audioclf.config import ConfigError
 from audioclf.inference.batching import MicroBatcher, Overloaded
 from audioclf.inference.classifier import Classifier
+from audioclf.inference.windows import cut_windows, window_bounds, window_predictions, window_samples
 
 try:
     from fastapi import FastAPI, Request
@@ -32,11 +34,12 @@ log = logging.getLogger("audioclf")
 
 RAW_AUDIO_TYPES = ("audio/", "application/octet-stream")
 APP_ENV = "AUDIOCLF_SERVE"  # how `--workers N` hands the model and options to each worker process
+ASK_FIELDS = {"top_k": {"type": "integer"}, "window": {"type": "number"}, "hop": {"type": "number"}}
 UPLOAD_BODY = {
     "requestBody": {
         "content": {
             "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary"}, "top_k": {"type": "integer"}}}},
+                "file": {"type": "string", "format": "binary"}, **ASK_FIELDS}}},
             "audio/*": {"schema": {"type": "string", "format": "binary"}},
         },
         "required": True,
@@ -46,7 +49,7 @@ BATCH_BODY = {
     "requestBody": {
         "content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
             "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-            "top_k": {"type": "integer"}}}}},
+            **ASK_FIELDS}}}},
         "required": True,
     }
 }
@@ -83,6 +86,15 @@ class ServeOptions:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks for: labels per answer, the longest upload, and windows (samples) for long ones."""
+
+    top_k: int
+    max_duration: float
+    windows: tuple[int, int] | None = None  # (window, hop): the whole recording in windows, as `predict --window`
 
 
 class ApiError(Exception):
@@ -170,50 +182,67 @@ def _add_routes(app: FastAPI, state: ModelState, options: ServeOptions) -> None:
         return {"labels": clf.labels, "model": clf.name}
 
     @app.post("/v1/classify", openapi_extra=UPLOAD_BODY)
-    async def classify(request: Request, top_k: str | None = None) -> dict[str, Any]:
+    async def classify(request: Request, top_k: str | None = None, window: str | None = None,
+                       hop: str | None = None) -> dict[str, Any]:
         """One clip: multipart field `file`, or the raw audio as the body with an `audio/*` type."""
         clf, batcher = state.ready()
         uploads, fields = await read_uploads(request, options.max_upload_bytes)
         if len(uploads) != 1:
             raise ApiError(400, "bad_request", f"expected one audio file, got {len(uploads)}")
-        k = parse_top_k(fields.get("top_k", top_k), options.top_k)
-        return await classify_one(clf, batcher, *uploads[0], k, options.max_duration)
+        ask = parse_ask(clf, options, {"top_k": top_k, "window": window, "hop": hop, **fields})
+        return await classify_one(clf, batcher, *uploads[0], ask)
 
     @app.post("/v1/classify/batch", openapi_extra=BATCH_BODY)
-    async def classify_batch(request: Request, top_k: str | None = None) -> dict[str, Any]:
+    async def classify_batch(request: Request, top_k: str | None = None, window: str | None = None,
+                             hop: str | None = None) -> dict[str, Any]:
         """Several clips (multipart fields `files`): one result or one error per file, in order."""
         clf, batcher = state.ready()
         uploads, fields = await read_uploads(request, options.max_upload_bytes, multipart_only=True)
         if not uploads:
             raise ApiError(400, "no_files", "send one or more multipart fields named `files`")
-        k = parse_top_k(fields.get("top_k", top_k), options.top_k)
-        results = await asyncio.gather(
-            *(classify_or_error(clf, batcher, name, data, k, options.max_duration) for name, data in uploads))
+        ask = parse_ask(clf, options, {"top_k": top_k, "window": window, "hop": hop, **fields})
+        results = await asyncio.gather(*(classify_or_error(clf, batcher, name, data, ask) for name, data in uploads))
         return {"results": list(results), "model": clf.name}
 
 
-async def classify_one(clf: Classifier, batcher: MicroBatcher, name: str, data: bytes, top_k: int,
-                       max_duration: float) -> dict[str, Any]:
-    wave, duration = await run_in_threadpool(decode_upload, clf, name, data, max_duration)
+async def classify_one(clf: Classifier, batcher: MicroBatcher, name: str, data: bytes, ask: Ask) -> dict[str, Any]:
+    """One upload's top labels, or with `ask.windows` each window's: `{"windows": [{"start_s", "end_s",
+    "predictions"}, ...]}`."""
+    wave, duration = await run_in_threadpool(decode_upload, clf, name, data, ask.max_duration, ask.windows is None)
+    answer: dict[str, Any] = {"duration_s": round(duration, 3), "model": clf.name}
     try:
-        scores = await batcher.submit(wave)
+        if ask.windows is None:
+            return {"predictions": clf.top_labels(await batcher.submit(wave), ask.top_k), **answer}
+        bounds = window_bounds(len(wave), *ask.windows)
+        scores = await submit_in_turns(batcher, cut_windows(wave, bounds))
+        return {"windows": window_predictions(clf, bounds, scores, ask.top_k), **answer}
     except Overloaded as err:
         raise ApiError(503, "overloaded", f"server is busy ({err}); retry shortly", {"Retry-After": "1"}) from None
-    return {"predictions": clf.top_labels(scores, top_k), "duration_s": round(duration, 3), "model": clf.name}
 
 
-async def classify_or_error(clf: Classifier, batcher: MicroBatcher, name: str, data: bytes, top_k: int,
-                            max_duration: float) -> dict[str, Any]:
+async def submit_in_turns(batcher: MicroBatcher, waves: list[np.ndarray]) -> list[np.ndarray]:
+    """The scores of many waveforms from one request, at most a batch of them waiting at a time, so that one long
+    recording cannot fill the queue that other requests share."""
+    scores: list[np.ndarray] = []
+    for start in range(0, len(waves), batcher.max_batch):
+        scores += await asyncio.gather(*(batcher.submit(wave) for wave in waves[start:start + batcher.max_batch]))
+    return scores
+
+
+async def classify_or_error(clf: Classifier, batcher: MicroBatcher, name: str, data: bytes,
+                            ask: Ask) -> dict[str, Any]:
     try:
-        return {"filename": name, **await classify_one(clf, batcher, name, data, top_k, max_duration)}
+        return {"filename": name, **await classify_one(clf, batcher, name, data, ask)}
     except ApiError as err:
         if err.status == 503:
             raise
         return {"filename": name, "error": {"code": err.code, "message": err.message}}
 
 
-def decode_upload(clf: Classifier, name: str, data: bytes, max_duration: float) -> tuple[np.ndarray, float]:
-    """Bytes -> the model's waveform and the clip's duration, or ApiError saying what is wrong with it."""
+def decode_upload(clf: Classifier, name: str, data: bytes, max_duration: float,
+                  crop: bool = True) -> tuple[np.ndarray, float]:
+    """Bytes -> the model's waveform (`crop`: cut to the run's max_duration, as `predict` does) and the clip's
+    duration, or ApiError saying what is wrong with it."""
     if not data:
         raise ApiError(400, "empty_body", f"{name}: no audio data was sent")
     try:
@@ -222,12 +251,35 @@ def decode_upload(clf: Classifier, name: str, data: bytes, max_duration: float) 
         duration = wave.size / rate
         if duration > max_duration:
             raise ApiError(422, "too_long", f"{name}: {duration:.1f} s of audio, the limit is {max_duration:g} s")
-        return clf.prepare(wave, rate), duration
+        return clf.prepare(wave, rate, crop=crop), duration
     except UndecodableAudio as err:
         raise ApiError(415, "unsupported_media_type",
                        f"{err} (send wav, flac, ogg or mp3)") from None
     except AudioError as err:
         raise ApiError(422, "invalid_audio", f"{name}: {err.reason}") from None
+
+
+def parse_ask(clf: Classifier, options: ServeOptions, fields: dict[str, str | None]) -> Ask:
+    """The request's `top_k`, `window` and `hop` (query or form fields), checked as `predict --window` checks them."""
+    top_k = parse_top_k(fields["top_k"], options.top_k)
+    window, hop = (parse_seconds(name, fields[name]) for name in ("window", "hop"))
+    if window is None:
+        if hop is not None:
+            raise ApiError(422, "invalid_window", "hop needs window: send both, in seconds")
+        return Ask(top_k, options.max_duration)
+    try:
+        return Ask(top_k, options.max_duration, window_samples(clf, window, hop))
+    except ConfigError as err:
+        raise ApiError(422, "invalid_window", str(err).replace("--", "")) from None
+
+
+def parse_seconds(name: str, raw: str | None) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_window", f"{name} must be a number of seconds, got {raw!r}") from None
 
 
 def parse_top_k(raw: str | None, default: int) -> int:

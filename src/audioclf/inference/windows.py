@@ -1,7 +1,9 @@
-"""Long recordings cut into fixed-length windows, each classified on its own (`predict --window`)."""
+"""Long recordings cut into fixed-length windows, each classified on its own (`predict --window`, `serve`'s
+`window`)."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +33,7 @@ def window_samples(clf: Classifier, window_s: float, hop_s: float | None) -> tup
     """`window_s` and `hop_s` (default: `window_s`, windows side by side) in samples at the model's rate, checked
     against what the model can take: its shortest input, the clips it was trained on, the extractor's context."""
     hop_s = window_s if hop_s is None else hop_s
-    if not window_s > 0 or not 0 < hop_s <= window_s:
+    if not 0 < window_s < math.inf or not 0 < hop_s <= window_s:
         raise ConfigError(f"--window must be > 0 and --hop in (0, window] seconds; got window {window_s}, hop {hop_s}")
     longest = [(clf.max_duration, "the longest clip this model was trained on (its run's max_duration)"),
                (longest_input_seconds(clf.extractor), "what its feature extractor keeps (it truncates the rest)")]
@@ -50,6 +52,16 @@ def classify_windows(clf: Classifier, wave: np.ndarray, window: int, hop: int, t
     """The `top_k` labels of each window of `wave` (at the model's rate), in time order. The windows share one
     length, so they batch without padding, exactly, for every model type."""
     bounds = window_bounds(len(wave), window, hop)
-    scores = clf.probabilities([wave[start:end] for start, end in bounds], batch_size, progress=len(bounds) > 64)
+    scores = clf.probabilities(cut_windows(wave, bounds), batch_size, progress=len(bounds) > 64)
+    return window_predictions(clf, bounds, scores, top_k)
+
+
+def cut_windows(wave: np.ndarray, bounds: list[tuple[int, int]]) -> list[np.ndarray]:
+    return [wave[start:end] for start, end in bounds]
+
+
+def window_predictions(clf: Classifier, bounds: list[tuple[int, int]], scores: np.ndarray | list[np.ndarray],
+                       top_k: int) -> list[WindowPrediction]:
+    """Each window's place in seconds and its `top_k` labels, from its row of scores."""
     return [{"start_s": round(start / clf.rate, 3), "end_s": round(end / clf.rate, 3),
              "predictions": clf.top_labels(row, top_k)} for (start, end), row in zip(bounds, scores)]
