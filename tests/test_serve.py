@@ -293,7 +293,7 @@ def test_upload_over_the_limit_is_refused_while_streaming(live_server: str) -> N
 
 
 def test_page_shows_same_top_label_as_predict_in_a_real_browser(live_server: str, trained_run: tuple[Path, Path],
-                                                                 clips: list[Path]) -> None:
+                                                                 clips: list[Path], three_tones: bytes) -> None:
     playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
@@ -318,6 +318,13 @@ def test_page_shows_same_top_label_as_predict_in_a_real_browser(live_server: str
             assert shown[0] == top_label
             assert len(shown) == 3
             assert "top label" in page.get_by_role("status").inner_text()
+            page.get_by_label("Window (s)").fill("1.5")
+            page.get_by_label("Choose an audio file").set_input_files(
+                {"name": "low-high-mid.wav", "mimeType": "audio/wav", "buffer": three_tones})
+            page.wait_for_selector("text=in 3 windows")
+            assert page.locator("#results .where").all_inner_texts() == [
+                "0.00–1.50 s: ", "1.50–3.00 s: ", "3.00–4.50 s: "]
+            assert page.locator("#results .label").all_inner_texts() == ["low", "high", "mid"]
         finally:
             browser.close()
 
