@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from conftest import write_tone_folder
 from tiny_models import BUILDERS, save_tiny
 
@@ -122,6 +123,25 @@ def test_predict_and_serve_run_the_exported_folder(trained_run: tuple[Path, Path
     with TestClient(create_app(Classifier.load(exported))) as client:
         answer = client.post("/v1/classify", content=clip.read_bytes(), headers={"content-type": "audio/wav"})
     assert answer.json()["predictions"][0]["label"] == predicted
+
+
+def test_windows_of_a_long_recording_score_on_onnx_as_in_pytorch(trained_run: tuple[Path, Path],
+                                                                exported: Path) -> None:
+    clips = sorted(trained_run[1].rglob("*.wav"))[:4]
+    recording = np.concatenate([sf.read(clip, dtype="float32")[0] for clip in clips])
+    rate = sf.info(clips[0]).samplerate
+    every = len(Classifier.load(exported).labels)
+
+    def windows_on(folder: Path) -> list[dict]:
+        return Classifier.load(folder).predict_windows([recording], 0.5, 0.25, top_k=every, sampling_rate=rate)[0]
+
+    onnx, torch_windows = windows_on(exported), windows_on(trained_run[0])
+    assert [(w["start_s"], w["end_s"]) for w in onnx] == [(w["start_s"], w["end_s"]) for w in torch_windows]
+    assert len(onnx) > 4
+    for ours, theirs in zip(onnx, torch_windows):
+        scores = {p["label"]: p["score"] for p in theirs["predictions"]}
+        np.testing.assert_allclose([p["score"] for p in ours["predictions"]],
+                                   [scores[p["label"]] for p in ours["predictions"]], atol=1e-4)
 
 
 def test_export_refuses_to_overwrite_or_re_export_and_bf16_is_refused(exported: Path, trained_run: tuple[Path, Path],
