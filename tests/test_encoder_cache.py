@@ -60,7 +60,7 @@ def test_batches_of_cached_outputs_score_as_each_clip_alone(kind: str, store: st
     with torch.inference_mode():
         alone = torch.cat([run_batch(model, extractor, [w], length_aware_encoder=False)[0].logits
                            for w in clips.waves])
-    with frozen_encoder_outputs(model, extractor, 3, False, clips) as ([encoded], seconds):
+    with frozen_encoder_outputs(model, extractor, 3, "float32", clips) as ([encoded], seconds):
         assert [len(frames) for frames in encoded] == [int(n) for n in
                                                       model._get_feat_extract_output_lengths(torch.tensor(clips.lengths))]
         batch = EncodedCollator("input_values")([EncodedClipDataset(encoded, clips, "input_values")[i] for i in range(4)])
@@ -115,8 +115,8 @@ def test_augmented_fine_tuning_runs_the_frozen_encoder_over_each_clips_samples(
 def test_bf16_encoder_pass_runs_in_bfloat16_and_keeps_float32_outputs(tmp_path: Path) -> None:
     model, extractor = _model("wav2vec2", tmp_path / "m")
     clips = _clips(None)
-    with frozen_encoder_outputs(model, extractor, 3, False, clips) as ([full], _), \
-            frozen_encoder_outputs(model, extractor, 3, True, clips) as ([half], _):
+    with frozen_encoder_outputs(model, extractor, 3, "float32", clips) as ([full], _), \
+            frozen_encoder_outputs(model, extractor, 3, "bf16", clips) as ([half], _):
         assert all(frames.dtype == np.float32 for frames in half)
         assert not all(np.array_equal(a, b) for a, b in zip(full, half))
         for a, b in zip(full, half):

@@ -80,6 +80,6 @@ def test_bf16_probe_states_are_close_to_float32(tones: Path, tmp_path: Path) -> 
     clips = decode_records(loaded.records[:6], {n: i for i, n in enumerate(sorted({r.label for r in loaded.records}))},
                            clf.rate, 10.0)
     full = pooled_layer_states(clf.model, clf.extractor, clips)
-    half = pooled_layer_states(clf.model, clf.extractor, clips, bf16=True)
+    half = pooled_layer_states(clf.model, clf.extractor, clips, precision="bf16")
     assert half.dtype == np.float32 and not np.array_equal(full, half)
     np.testing.assert_allclose(half, full, atol=0.05 * float(np.abs(full).max()))

@@ -49,7 +49,7 @@ def test_cpu_batches_run_time_major_and_keep_the_scores(tiny_wav2vec2: Path, mon
         assert not calls
         full = run_batch(clf.model, clf.extractor, waves, length_aware_encoder=True)[0].logits
         half_model = Classifier.load(tiny_wav2vec2, bf16=True).model
-        half = run_batch(half_model, clf.extractor, waves, length_aware_encoder=True, bf16=True)[0].logits
+        half = run_batch(half_model, clf.extractor, waves, length_aware_encoder=True, precision="bf16")[0].logits
     assert calls == [lengths, lengths]
     np.testing.assert_allclose(full, stock, atol=1e-5)
     assert half.dtype == torch.bfloat16 and "forward" not in vars(half_model.base_model.feature_extractor)

@@ -43,15 +43,16 @@ def evaluate(
     label_column: str | None = None,
     output: str | Path | None = None,
     trust_remote_code: bool = False,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Score a trained model on a data source (its test split if it has one, else every clip) and write
-    metrics.json and confusion_matrix.png to `output` (default: MODEL/evaluation)."""
+    metrics.json and confusion_matrix.png to `output` (default: MODEL/evaluation); the model runs on `device`."""
     from audioclf.evaluation import score_clips
     from audioclf.inference import Classifier
     from audioclf.sources import DataError, load_data
     from audioclf.training.dataset import decode_records
 
-    clf = Classifier.load(model, trust_remote_code=trust_remote_code)
+    clf = Classifier.load(model, trust_remote_code=trust_remote_code, device=device)
     loaded = load_data(data, data_config, data_split, audio_column, label_column)
     records = [r for r in loaded.records if r.split == "test"] or loaded.records
     label2id = {name: i for i, name in enumerate(clf.labels)}
@@ -67,8 +68,8 @@ def evaluate(
 
 
 def export(model: str | Path, output: str | Path, format: str = "onnx", quantize: str | None = None,
-           overwrite: bool = False) -> Path:
-    """Export a trained model folder for fast CPU inference; `Classifier.load(output)` runs it.
+           overwrite: bool = False, device: str = "auto") -> Path:
+    """Export a trained model folder for fast CPU inference (traced on `device`); `Classifier.load(output)` runs it.
 
     >>> audioclf.export("runs/minds", "runs/minds-onnx", quantize="int8")   # doctest: +SKIP
     """
@@ -76,4 +77,4 @@ def export(model: str | Path, output: str | Path, format: str = "onnx", quantize
 
     if format != "onnx":
         raise ExportError(f"unknown export format {format!r}; supported: onnx")
-    return export_onnx(model, output, quantize, overwrite)
+    return export_onnx(model, output, quantize, overwrite, device)

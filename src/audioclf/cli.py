@@ -11,11 +11,20 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from audioclf.config import ConfigError, TrainConfig, load_config, parse_db_range
+from audioclf.config import DEVICES, ConfigError, TrainConfig, load_config, parse_db_range
 
 PREDICT_CHUNK = 256  # files decoded at a time by `predict`, so memory stays flat on large folders
-BF16_HELP = ("Run the model under bfloat16 autocast: faster on a CPU with native bfloat16 (AVX-512 BF16 or AMX), "
-             "slower on others; scores differ slightly from float32.")
+BF16_HELP = ("Run the model under bfloat16 autocast: faster on a GPU and on a CPU with native bfloat16 (AVX-512 "
+             "BF16 or AMX), slower on other CPUs; scores differ slightly from float32.")
+FP16_HELP = "Run the model under float16 autocast (CUDA devices only); scores differ slightly from float32."
+
+
+def _add_device_flags(parser: argparse.ArgumentParser, half_precision: bool = True) -> None:
+    """--device, and the autocast flags --bf16 / --fp16 where the command runs a PyTorch model."""
+    parser.add_argument("--device", default="auto", help=f"Where the model runs: {DEVICES} (default: auto).")
+    if half_precision:
+        parser.add_argument("--bf16", action="store_true", help=BF16_HELP)
+        parser.add_argument("--fp16", action="store_true", help=FP16_HELP)
 
 Prediction = list[dict[str, Any]]  # the top-k {"label", "score"} of one clip or window
 Span = tuple[float, float]  # a window's start_s, end_s
@@ -109,6 +118,7 @@ def _add_evaluate(commands: Any) -> None:
     evaluate.add_argument("--audio-column")
     evaluate.add_argument("--label-column")
     evaluate.add_argument("--output", help="Folder for metrics.json and the plot (default: MODEL/evaluation).")
+    _add_device_flags(evaluate, half_precision=False)
     evaluate.add_argument("--trust-remote-code", action="store_true")
     evaluate.set_defaults(handler=_run_evaluate)
 
@@ -125,7 +135,7 @@ def _add_predict(commands: Any) -> None:
                          "with start_s and end_s), instead of one prediction on its first max_duration seconds.")
     predict.add_argument("--hop", type=float, metavar="SECONDS",
                          help="Seconds from one window's start to the next (default: --window, no overlap).")
-    predict.add_argument("--bf16", action="store_true", help=BF16_HELP)
+    _add_device_flags(predict)
     predict.add_argument("--trust-remote-code", action="store_true")
     predict.set_defaults(handler=_run_predict)
 
@@ -147,7 +157,7 @@ def _add_serve(commands: Any) -> None:
                        help="How long a request waits for others to batch with (default: 5).")
     serve.add_argument("--queue-limit", type=int, default=64,
                        help="Requests waiting for the model before new ones get 503 (default: 64).")
-    serve.add_argument("--bf16", action="store_true", help=BF16_HELP)
+    _add_device_flags(serve)
     serve.add_argument("--trust-remote-code", action="store_true")
     serve.set_defaults(handler=_run_serve)
 
@@ -161,6 +171,7 @@ def _add_export(commands: Any) -> None:
     export.add_argument("--quantize", choices=["int8"], help="Dynamic int8 weight quantization (smaller, faster).")
     export.add_argument("--output", required=True, help="Folder to write.")
     export.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
+    _add_device_flags(export, half_precision=False)
     export.set_defaults(handler=_run_export)
 
 
@@ -243,7 +254,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     _quiet_transformers()
     metrics = evaluate(args.model, args.data, args.data_config, args.data_split, args.audio_column,
-                       args.label_column, args.output, args.trust_remote_code)
+                       args.label_column, args.output, args.trust_remote_code, args.device)
     print(format_metrics(metrics))
     print(f"written: {Path(args.output) if args.output else Path(args.model) / 'evaluation'}")
     return 0
@@ -257,7 +268,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.hop is not None and args.window is None:
         raise ConfigError("--hop needs --window")
     _quiet_transformers()
-    clf = Classifier.load(args.model, trust_remote_code=args.trust_remote_code, bf16=args.bf16)
+    clf = Classifier.load(args.model, trust_remote_code=args.trust_remote_code, bf16=args.bf16, fp16=args.fp16,
+                          device=args.device)
     files = _expand_inputs(args.inputs, iter_audio_files)
     emit = _emitter(args.format, windowed=args.window is not None)
     predict_files = _predict_clips if args.window is None else _predict_windows
@@ -321,7 +333,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from audioclf.api import export
 
     _quiet_transformers()
-    output = export(args.model, args.output, args.format, args.quantize, args.overwrite)
+    output = export(args.model, args.output, args.format, args.quantize, args.overwrite, args.device)
     size_mb = (output / "model.onnx").stat().st_size / 1e6
     print(f"wrote {output} (model.onnx, {size_mb:.1f} MB{', int8' if args.quantize else ''})")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 
 
 STRATEGIES = ("auto", "finetune", "probe")
+DEVICES = "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N"
+DEVICE_SPEC = re.compile(r"auto|cpu|cuda(:\d+)?")
+TRACKERS = ("none", "tensorboard", "mlflow", "wandb")
 PADDING_SIDES = ("right", "left")
 
 
@@ -138,12 +143,20 @@ class TrainConfig:
         "feature-encoder cache; weights and optimizer stay float32): faster on a CPU with native bfloat16 "
         "(AVX-512 BF16 or AMX) and on recent GPUs, slower on other CPUs."
     )
+    fp16: bool = _opt(
+        False, "Train under float16 autocast with loss scaling, as --bf16 does with bfloat16 (CUDA devices only)."
+    )
     # --- output -----------------------------------------------------------------------------------
     output: str = _opt("runs/audioclf", "Run folder to write (model, metrics, plots, config, model card).")
     overwrite: bool = _opt(False, "Replace an existing run folder.")
     push_to_hub: bool = _opt(False, "Upload the finished run folder with huggingface_hub.")
     hub_model_id: str | None = _opt(None, "Hub repository for --push-to-hub (default: the output folder's name).")
+    report_to: str = _opt(
+        "none", "Where training metrics also go: none, tensorboard (event files in RUN/logs), mlflow or wandb "
+        "(each needs its own package); several comma-separated. The probe stage and the test metrics go there too."
+    )
     # --- runtime (not hyperparameters: they change speed, never results) -------------------------
+    device: str = _opt("auto", f"Where the model runs: {DEVICES}.")
     threads: int | None = _opt(None, "CPU threads for torch (default: torch's choice).")
     num_workers: int = _opt(0, "Data-loader worker processes.")
     cache_audio: bool = _opt(True, "Keep decoded audio in a disk cache read lazily (memory stays flat; reruns skip decoding).")
@@ -199,9 +212,17 @@ class TrainConfig:
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
         _require(self.threads is None or self.threads >= 1, "threads", self.threads, "an integer >= 1")
         _require(self.num_workers >= 0, "num_workers", self.num_workers, "an integer >= 0")
+        check_device_spec(self.device)
+        report_targets(self.report_to)
+        precision_of(self.bf16, self.fp16)
         _require(bool(self.data), "data", self.data, "a dataset id, folder or manifest")
         _require(bool(self.output), "output", self.output, "a folder path")
         return self
+
+    @property
+    def precision(self) -> str:
+        """float32, or the half precision that --bf16 / --fp16 train in."""
+        return precision_of(self.bf16, self.fp16)
 
     def noise_snr_range(self) -> tuple[float, float] | None:
         """`augment_noise_snr` as (low, high) dB, or None."""
@@ -251,6 +272,32 @@ def load_config(config: TrainConfig | dict[str, Any] | str | Path | None = None,
     else:
         base = TrainConfig.build(config or {})
     return TrainConfig.build(overrides, source="arguments", base=base)
+
+
+def precision_of(bf16: bool, fp16: bool) -> str:
+    """The precision that the `--bf16` / `--fp16` flags ask for: float32, bf16 or fp16."""
+    _require(not (bf16 and fp16), "fp16", fp16, "false with --bf16: pick one")
+    return "bf16" if bf16 else "fp16" if fp16 else "float32"
+
+
+def check_device_spec(spec: str) -> None:
+    """Raise ConfigError unless `spec` is auto, cpu, cuda or cuda:N (checked without importing torch)."""
+    _require(bool(DEVICE_SPEC.fullmatch(spec or "")), "device", spec, DEVICES)
+
+
+def report_targets(report_to: str) -> list[str]:
+    """`--report-to` as a list of trackers (empty for none); ConfigError naming an unknown one."""
+    names = [x.strip() for x in report_to.split(",") if x.strip() and x.strip() != "none"]
+    for name in names:
+        _require(name in TRACKERS, "report_to", report_to, ", ".join(TRACKERS) + " (several comma-separated)")
+    return names
+
+
+def default_cache_dir() -> Path:
+    """$AUDIOCLF_CACHE_DIR, else $XDG_CACHE_HOME/audioclf, else ~/.cache/audioclf."""
+    if os.environ.get("AUDIOCLF_CACHE_DIR"):
+        return Path(os.environ["AUDIOCLF_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "audioclf"
 
 
 def parse_db_range(text: str | None, name: str) -> tuple[float, float] | None:

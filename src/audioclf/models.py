@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 if TYPE_CHECKING:
     from transformers import FeatureExtractionMixin, PretrainedConfig, PreTrainedModel
 
-from audioclf.config import ConfigError
+from audioclf.config import ConfigError, check_device_spec
 from audioclf.features import is_whisper, set_whisper_context
 from audioclf.presets import preset_path
 
@@ -91,26 +91,58 @@ def start_layer_mix_even(model: PreTrainedModel) -> None:
         model.layer_weights.fill_(1.0 / model.layer_weights.numel())
 
 
+PRECISIONS = ("float32", "bf16", "fp16")
 BF16_EMULATED = ("--bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so it is emulated, slower than "
                  "float32; leave --bf16 off here")
 
 
-def native_bf16() -> bool:
-    """Whether bfloat16 autocast runs natively here: CUDA, or a CPU with AVX-512 BF16 or AMX (elsewhere
-    it is emulated, slower than float32)."""
+def resolve_device(spec: str = "auto") -> Any:
+    """The torch device that `--device` names: auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda
+    or cuda:N; ConfigError where the GPU asked for is not there."""
     import torch
 
-    if torch.cuda.is_available():
+    check_device_spec(spec)
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise ConfigError(f"--device {spec}: torch sees no CUDA GPU here (torch {torch.__version__}, {built}); "
+                          "use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {spec}: torch sees {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    return device
+
+
+def model_device(model: Any) -> Any:
+    """The device a PyTorch model's weights are on (the CPU for an OnnxModel, which has no weights here)."""
+    import torch
+
+    return getattr(model, "device", None) or torch.device("cpu")
+
+
+def native_bf16(device: Any = None) -> bool:
+    """Whether bfloat16 autocast runs natively on `device` (default: auto's choice): a CUDA GPU, or a CPU with
+    AVX-512 BF16 or AMX (elsewhere it is emulated, slower than float32)."""
+    import torch
+
+    if (device.type == "cuda") if device is not None else torch.cuda.is_available():
         return True
+    # torch has no public query for these CPU features; the private ones are what its own autocast checks
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def check_bf16_here(model: Any) -> None:
-    """Before a `--bf16` run: warn where bfloat16 is emulated (`BF16_EMULATED`), and refuse a model whose
-    convolutions this machine computes wrong in it (`require_correct_bf16_convolutions`)."""
-    if not native_bf16():
-        log.warning(BF16_EMULATED)
-    require_correct_bf16_convolutions(model)
+def check_precision_here(model: Any, precision: str) -> None:
+    """Before a half-precision run: for `bf16`, warn where bfloat16 is emulated (`BF16_EMULATED`) and refuse a
+    model whose convolutions this machine computes wrong in it (`require_correct_bf16_convolutions`); `fp16`
+    needs a CUDA device (float16 autocast on a CPU is slower than float32 and less exact than bfloat16)."""
+    device = model_device(model)
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"--fp16 needs a CUDA device, and the model is on {device}; use --bf16 on a CPU")
+    if precision == "bf16":
+        if not native_bf16(device):
+            log.warning(BF16_EMULATED)
+        require_correct_bf16_convolutions(model)
 
 
 def require_correct_bf16_convolutions(model: Any) -> None:
@@ -156,15 +188,24 @@ def _conv_shape(conv: Any) -> str:
             f"stride {conv.stride}, groups {conv.groups}")
 
 
-def bf16_autocast(model: Any, enabled: bool) -> Any:
-    """bfloat16 autocast on the model's device when `enabled` (a no-op context otherwise)."""
+def half_dtype(precision: str) -> Any:
+    """torch.bfloat16 for `bf16`, torch.float16 for `fp16`, None for float32."""
     import torch
 
-    device = getattr(getattr(model, "device", None), "type", "cpu")  # an OnnxModel has none
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
-def load_for_inference(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
+def autocast(model: Any, precision: str) -> Any:
+    """Autocast to bfloat16 (`bf16`) or float16 (`fp16`) on the model's device; float32: a no-op context."""
+    import torch
+
+    dtype = half_dtype(precision)
+    return torch.autocast(model_device(model).type, dtype=dtype, enabled=dtype is not None)
+
+
+def load_for_inference(path: str, trust_remote_code: bool = False, device: str = "auto") -> PreTrainedModel:
     """A local model folder, in float32, ready to predict; without transformers' "Loading weights" bar
     (nothing is downloaded, and the bar would otherwise print on every `predict`)."""
     import torch
@@ -180,7 +221,7 @@ def load_for_inference(path: str, trust_remote_code: bool = False) -> PreTrained
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
-    return model.eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def whisper_context_seconds(longest_clip_s: float, max_duration: float) -> int:

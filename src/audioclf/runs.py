@@ -184,7 +184,7 @@ def push_run_to_hub(run_dir: Path, repo_id: str | None = None) -> str | None:
     repo_id = repo_id or Path(run_dir).resolve().name
     try:
         api = HfApi()
-        api.create_repo(repo_id, exist_ok=True)
+        repo_id = api.create_repo(repo_id, exist_ok=True).repo_id  # a bare name gets the user's namespace
         api.upload_folder(folder_path=str(run_dir), repo_id=repo_id,
                           ignore_patterns=[f"{CHECKPOINT_DIR}/*", ".*"])
     except Exception as err:  # offline, not logged in, no permission: the local save stands

@@ -28,9 +28,9 @@ class Classifier:
     """
 
     def __init__(self, model: Any, extractor: Any, max_duration: float | None = None, name: str = "",
-                 bf16: bool = False) -> None:
-        self.bf16 = bf16  # forward passes under bfloat16 autocast (PyTorch models)
-        self.model = _in_bfloat16(model) if bf16 else model.eval()
+                 precision: str = "float32") -> None:
+        self.precision = precision  # float32, or forward passes under bf16 / fp16 autocast (PyTorch models)
+        self.model = _in_half_precision(model, precision).eval()
         self.extractor = extractor
         self.max_duration = max_duration
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
@@ -40,27 +40,31 @@ class Classifier:
         self.min_samples = min_input_samples(model.config)
 
     @classmethod
-    def load(cls, path: str | Path, trust_remote_code: bool = False, bf16: bool = False) -> Classifier:
+    def load(cls, path: str | Path, trust_remote_code: bool = False, bf16: bool = False, fp16: bool = False,
+             device: str = "auto") -> Classifier:
         """Load a run folder, any transformers audio-classification folder (safetensors), or a folder
-        made by `export_onnx` (runs on onnxruntime). `bf16`: run a PyTorch model under bfloat16 autocast,
-        faster on a CPU with native bfloat16 (AVX-512 BF16 or AMX), slower on others."""
+        made by `export_onnx` (runs on onnxruntime). `device`: auto (a CUDA GPU when there is one), cpu, cuda
+        or cuda:N. `bf16`: run a PyTorch model under bfloat16 autocast, faster on a GPU and on a CPU with native
+        bfloat16 (AVX-512 BF16 or AMX), slower on other CPUs; `fp16`: float16 autocast, on a CUDA device."""
         from audioclf.inference.onnx import OnnxModel, is_onnx_folder
-        from audioclf.models import check_bf16_here, load_for_inference
+        from audioclf.config import precision_of
+        from audioclf.models import check_precision_here, load_for_inference
         from audioclf.runs import require_model_folder, run_max_duration
 
         path = Path(path)
         require_model_folder(path)
+        precision = precision_of(bf16, fp16)
         extractor = load_feature_extractor(str(path), trust_remote_code=trust_remote_code)
         if is_onnx_folder(path):
-            if bf16:
-                raise ConfigError(f"{path} is an ONNX export, run by onnxruntime: bf16 applies to PyTorch models "
-                                  "(use the folder it was exported from, or --quantize int8 for a faster export)")
-            model = OnnxModel(path)
+            if precision != "float32":
+                raise ConfigError(f"{path} is an ONNX export, run by onnxruntime: --bf16 and --fp16 apply to "
+                                  "PyTorch models (use the folder it was exported from, or --quantize int8 for a "
+                                  "faster export)")
+            model = OnnxModel(path, device)
         else:
-            model = load_for_inference(str(path), trust_remote_code=trust_remote_code)
-            if bf16:
-                check_bf16_here(model)
-        return cls(model, extractor, max_duration=run_max_duration(path), name=path.name, bf16=bf16)
+            model = load_for_inference(str(path), trust_remote_code=trust_remote_code, device=device)
+            check_precision_here(model, precision)
+        return cls(model, extractor, max_duration=run_max_duration(path), name=path.name, precision=precision)
 
     @property
     def labels(self) -> list[str]:
@@ -112,8 +116,8 @@ class Classifier:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress):
                 outputs, _ = run_batch(self.model, self.extractor, [waves[i] for i in batch],
-                                       self.uses_length_aware_encoder, bf16=self.bf16)
-                out[batch] = torch.softmax(outputs.logits.float(), dim=-1).numpy()
+                                       self.uses_length_aware_encoder, self.precision)
+                out[batch] = torch.softmax(outputs.logits.float(), dim=-1).cpu().numpy()
         return out
 
     def top_labels(self, scores: np.ndarray, top_k: int) -> Prediction:
@@ -124,12 +128,14 @@ class Classifier:
         return [{"label": labels[i], "score": float(scores[i])} for i in order]
 
 
-def _in_bfloat16(model: Any) -> Any:
-    """The model with its weights cast to bfloat16 once: autocast alone casts every weight again in every
-    batch (bench/inference.py, wav2vec2-base config: 2.81x the stock pipeline that way, 3.16x this way)."""
-    import torch
+def _in_half_precision(model: Any, precision: str) -> Any:
+    """The model with its weights cast once to bfloat16 (`bf16`) or float16 (`fp16`); float32 leaves it as it is.
+    Autocast alone casts every weight again in every batch (bench/inference.py, wav2vec2-base config: 2.81x the
+    stock pipeline that way, 3.16x this way)."""
+    from audioclf.models import half_dtype
 
-    return model.eval().to(torch.bfloat16)
+    dtype = half_dtype(precision)
+    return model.to(dtype) if dtype is not None else model
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, equal_lengths_only: bool) -> list[list[int]]:

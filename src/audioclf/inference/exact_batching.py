@@ -44,6 +44,7 @@ def _masked_group_norm_layer(layer: Any, samples: Any, lengths: Any) -> Any:
 
     frames = layer.conv(samples)
     valid = real_frame_counts(layer.conv, lengths)
+    valid = valid.to(frames.device)
     mask = (torch.arange(frames.shape[-1], device=frames.device)[None, :] < valid[:, None]).to(frames.dtype)
     mask = mask[:, None, :]
     count = mask.sum(dim=-1, keepdim=True)
@@ -91,19 +92,20 @@ def length_aware_encoder_needed(model: Any, extractor: Any) -> bool:
     return padding_changes_output(extractor) and supports_exact_batching(model)
 
 
-def run_batch(model: Any, extractor: Any, waves: Sequence[Any], length_aware_encoder: bool, bf16: bool = False,
-              **kwargs: Any) -> tuple[Any, Any]:
-    """The model's outputs on one batch of waveforms (`kwargs` go to the model), and the features it got.
-    `bf16`: the model (not the feature extraction, which Whisper's does in torch) under bfloat16 autocast.
-    A wav2vec2-family feature encoder on the CPU runs time-major (`encoder_forward`), its positional
-    convolution cropped to a short batch's taps (`positional_conv`)."""
+def run_batch(model: Any, extractor: Any, waves: Sequence[Any], length_aware_encoder: bool,
+              precision: str = "float32", **kwargs: Any) -> tuple[Any, Any]:
+    """The model's outputs on one batch of waveforms (`kwargs` go to the model), and the features it got, on
+    the model's device. `precision` bf16 or fp16: the model (not the feature extraction, which Whisper's does
+    in torch) under that autocast. A wav2vec2-family feature encoder on the CPU runs time-major
+    (`encoder_forward`), its positional convolution cropped to a short batch's taps (`positional_conv`)."""
     from audioclf.features import extract_features
     from audioclf.inference.positional_conv import cropped_positional_conv
-    from audioclf.models import bf16_autocast
+    from audioclf.models import autocast, model_device
 
     features = extract_features(extractor, waves, attention_mask=True if length_aware_encoder else None)
+    features = features.to(model_device(model))
     lengths = [len(wave) for wave in waves] if length_aware_encoder else None
-    with encoder_forward(model, lengths), cropped_positional_conv(model), bf16_autocast(model, bf16):
+    with encoder_forward(model, lengths), cropped_positional_conv(model), autocast(model, precision):
         return model(**features, **kwargs), features
 
 

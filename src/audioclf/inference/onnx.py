@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from audioclf.config import ConfigError
 from audioclf.runs import ONNX_FILE
 
 EXPORT_INFO = "onnx.json"
@@ -25,6 +26,9 @@ QUANTIZE_CHOICES = ("int8",)
 EAGER_ATTENTION_FOR_EXPORT = ("wav2vec2-bert", "wav2vec2-conformer")
 
 
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
 class ExportError(ValueError):
     """An export that cannot be made as asked (format, quantization, source or output folder)."""
 
@@ -33,7 +37,7 @@ class OnnxModel:
     """An onnxruntime session that `Classifier` calls like a transformers model: `config`, `eval()`,
     `model(**features).logits`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, device: str = "auto") -> None:
         from transformers import AutoConfig
 
         ort = _import_onnx_extra()
@@ -41,7 +45,7 @@ class OnnxModel:
         # Idle threads sleep instead of spinning: between runs the CPU goes to feature extraction, which
         # runs in PyTorch between every two batches, and on 2 cores spinning threads would compete with it.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path / ONNX_FILE), options, providers=onnx_providers(ort, device))
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.config = AutoConfig.from_pretrained(str(path))
 
@@ -55,6 +59,22 @@ class OnnxModel:
         feeds = {name: _as_numpy(features[name]) for name in self.input_names}
         logits = self.session.run(None, feeds)[0]
         return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+
+def onnx_providers(ort: Any, device: str) -> list[Any]:
+    """onnxruntime's execution providers for `--device`: CUDA's (with the CPU's for what it lacks) for cuda or
+    cuda:N, and for auto where this onnxruntime build has it (onnxruntime-gpu); else the CPU's."""
+    from audioclf.config import check_device_spec
+
+    check_device_spec(device)
+    available = ort.get_available_providers()
+    if device == "cpu" or (device == "auto" and CUDA_PROVIDER not in available):
+        return ["CPUExecutionProvider"]
+    if CUDA_PROVIDER not in available:
+        raise ConfigError(f"--device {device}: this onnxruntime has no CUDA provider (it has "
+                          f"{', '.join(available)}); pip install onnxruntime-gpu, or use --device cpu")
+    index = int(device.partition(":")[2] or 0)
+    return [(CUDA_PROVIDER, {"device_id": index}), "CPUExecutionProvider"]
 
 
 def _import_onnx_extra() -> Any:
@@ -71,10 +91,11 @@ def is_onnx_folder(path: Path) -> bool:
 
 
 def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None = None,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, device: str = "auto") -> Path:
     """Export a model or run folder to `output/model.onnx` (dynamic batch; dynamic length where the model
     takes any length), with its labels and feature extractor; `quantize="int8"` adds dynamic int8
-    weight quantization. The folder is built beside `output` and renamed into place when complete.
+    weight quantization. The model is traced on `device`. The folder is built beside `output` and renamed
+    into place when complete.
 
     >>> export_onnx("runs/minds", "runs/minds-onnx", quantize="int8")      # doctest: +SKIP
     """
@@ -86,7 +107,7 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
     if output.exists() and not overwrite:
         raise ExportError(f"{output} already exists; pass --overwrite to replace it")
     _import_onnx_extra()
-    classifier = Classifier.load(source)
+    classifier = Classifier.load(source, device=device)
     if isinstance(classifier.model, OnnxModel):
         raise ExportError(f"{source} is already an ONNX export")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +163,7 @@ def _export_graph(classifier: Any, path: Path) -> list[str]:
 
     masked = classifier.uses_length_aware_encoder
     example = extract_features(classifier.extractor, [np.zeros(classifier.rate, np.float32)] * 2,
-                               attention_mask=True if masked else None)
+                               attention_mask=True if masked else None).to(classifier.model.device)
     names = list(example.keys())
     batch = torch.export.Dim("batch", min=1, max=4096)
     # Samples (wav2vec2 family: the convolutions need 400) or feature frames (Wav2Vec2-BERT: [batch, frames, 160]).
@@ -252,5 +273,5 @@ def _logits_only(model: Any, names: list[str], length_aware: bool) -> Any:
 
 
 def _as_numpy(value: Any) -> np.ndarray:
-    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+    return value.cpu().numpy() if hasattr(value, "cpu") else np.asarray(value)
 

@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator
 import numpy as np
 
 from audioclf.audio import AudioError, UndecodableAudio, decode, validate
-from audioclf.config import ConfigError
+from audioclf.config import ConfigError, check_device_spec, precision_of
 from audioclf.inference.batching import MicroBatcher, Overloaded
 from audioclf.inference.classifier import Classifier
 from audioclf.inference.windows import cut_windows, window_bounds, window_predictions, window_samples
@@ -70,6 +70,8 @@ class ServeOptions:
     batch_window_ms: float = 5.0
     queue_limit: int = 64
     bf16: bool = False
+    fp16: bool = False
+    device: str = "auto"
     trust_remote_code: bool = False
 
     def validate(self) -> ServeOptions:
@@ -81,6 +83,8 @@ class ServeOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
         if self.batch_window_ms < 0 or not 0 <= self.port < 65536:
             raise ValueError("--batch-window-ms must be >= 0 and --port within 0..65535")
+        check_device_spec(self.device)
+        precision_of(self.bf16, self.fp16)
         return self
 
     @property
@@ -141,7 +145,8 @@ class ModelState:
         try:
             if self.classifier is None:
                 self.classifier = await asyncio.to_thread(
-                    Classifier.load, self.source, self.options.trust_remote_code, self.options.bf16)
+                    Classifier.load, self.source, self.options.trust_remote_code, self.options.bf16,
+                    self.options.fp16, self.options.device)
         except Exception as err:  # reported by /readyz and every request, not a dead process
             self.load_error = f"{type(err).__name__}: {err}"
             log.error("could not load %s: %s", self.source, self.load_error)

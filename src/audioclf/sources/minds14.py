@@ -14,9 +14,19 @@ def is_minds14_release(root: Path) -> bool:
     return (root / "text").is_dir() and (root / "audio").is_dir() and any((root / "text").glob("*.csv"))
 
 
+def minds14_locales(root: Path) -> list[str]:
+    return sorted(p.stem for p in (root / "text").glob("*.csv"))
+
+
+def find_minds14_release(folder: Path) -> Path | None:
+    """The release inside an unpacked archive: the folder itself or one of its subfolders."""
+    candidates = [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]
+    return next((p for p in candidates if is_minds14_release(p)), None)
+
+
 def load_minds14(root: Path, locales: str | None = None) -> LoadedData:
     """Read one locale, several (comma-separated) or 'all'; the locale becomes each clip's group."""
-    available = sorted(p.stem for p in (root / "text").glob("*.csv"))
+    available = minds14_locales(root)
     wanted = available if not locales or locales == "all" else [x.strip() for x in locales.split(",") if x.strip()]
     unknown = [x for x in wanted if x not in available]
     if unknown:

@@ -22,13 +22,6 @@ CACHE_VERSION = 1
 AUDIO_FILE, INDEX_FILE, META_FILE = "audio.f32", "index.npy", "meta.json"
 
 
-def default_cache_dir() -> Path:
-    """$AUDIOCLF_CACHE_DIR, else $XDG_CACHE_HOME/audioclf, else ~/.cache/audioclf."""
-    if os.environ.get("AUDIOCLF_CACHE_DIR"):
-        return Path(os.environ["AUDIOCLF_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "audioclf"
-
-
 class CachedWaves(Sequence[np.ndarray]):
     """Waveforms stored back to back in one float32 file; each access reads one clip (pread, not mmap:
     mapped pages would count in the process's memory)."""

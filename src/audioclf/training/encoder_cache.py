@@ -21,7 +21,7 @@ import numpy as np
 
 from audioclf.features import extract_features
 from audioclf.inference.exact_batching import EXACT_WITH_MASK, encoder_forward, supports_exact_batching
-from audioclf.models import bf16_autocast, forwards_replaced
+from audioclf.models import autocast, forwards_replaced
 from audioclf.training.cache import CachedWaves, CacheWriter
 from audioclf.training.dataset import DecodedClips
 
@@ -43,9 +43,9 @@ def can_cache_encoder_outputs(model: Any) -> bool:
 
 
 def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: int,
-                 bf16: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+                 precision: str = "float32") -> Iterator[tuple[int, np.ndarray]]:
     """(clip index, its feature-encoder output as (frames, channels) float32) for every clip, in batches
-    of neighbouring lengths, each clip computed as if alone (`bf16`: under bfloat16 autocast)."""
+    of neighbouring lengths, each clip computed as if alone (`precision` bf16 or fp16: under that autocast)."""
     import torch
 
     order = np.argsort(clips.lengths, kind="stable")
@@ -57,7 +57,7 @@ def encode_clips(model: Any, extractor: Any, clips: DecodedClips, batch_size: in
             lengths = [len(wave) for wave in waves]
             features = extract_features(extractor, waves, attention_mask=True)
             values = features[extractor.model_input_names[0]].to(model.device, model.dtype)
-            with encoder_forward(model, lengths if group_norm else None), bf16_autocast(model, bf16):
+            with encoder_forward(model, lengths if group_norm else None), autocast(model, precision):
                 hidden = model.base_model.feature_extractor(values)
             frames = model.base_model._get_feat_extract_output_lengths(torch.tensor(lengths))
             for row, index in enumerate(rows):
@@ -94,7 +94,7 @@ def _keep(pairs: Iterator[tuple[int, np.ndarray]], count: int, channels: int,
 
 
 @contextmanager
-def frozen_encoder_outputs(model: Any, extractor: Any, batch_size: int, bf16: bool,
+def frozen_encoder_outputs(model: Any, extractor: Any, batch_size: int, precision: str,
                            *parts: DecodedClips) -> Iterator[tuple[list[Sequence[np.ndarray]], float]]:
     """The feature-encoder outputs of each part (train, validation) and the seconds they took: in memory,
     or, where the clips come from the disk cache, in a scratch entry beside it, removed on exit."""
@@ -103,7 +103,7 @@ def frozen_encoder_outputs(model: Any, extractor: Any, batch_size: int, bf16: bo
     channels = model.config.conv_dim[-1]
     try:
         start = time.monotonic()
-        encoded = [_keep(encode_clips(model, extractor, part, batch_size, bf16), len(part.labels), channels,
+        encoded = [_keep(encode_clips(model, extractor, part, batch_size, precision), len(part.labels), channels,
                          scratch / f"part{i}" if scratch else None) for i, part in enumerate(parts)]
         seconds = time.monotonic() - start
         log.info("feature encoder frozen: its outputs for %d clips computed once (%.1f s), not every epoch",

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 
@@ -41,12 +40,12 @@ class FineTuned:
 
 def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extractor: Any, train: DecodedClips,
               validation: DecodedClips, deadline: float | None = None, class_weights: Any = None,
-              trained_head: bool = False) -> FineTuned:
+              trained_head: bool = False, callbacks: Sequence[Any] = ()) -> FineTuned:
     """Trainer over the whole model. With validation clips, every epoch is scored on them and the best is
     kept; without, the last; with `config.average_weights`, the mean of every epoch's (and, with a
     `trained_head` to start from, the start's) weights, scored on validation; with `config.wise_ft` and a
     `trained_head`, what was kept mixed with the start's weights. Past `deadline`
-    (time.monotonic()), training stops after the current step."""
+    (time.monotonic()), training stops after the current step. `callbacks`: more Trainer callbacks (trackers)."""
     augment = Augmenter(sampling_rate(extractor), max_speed_change=config.augment_speed,
                         noise_snr=config.noise_snr_range(), seed=config.seed,
                         gain_db=parse_db_range(config.augment_gain, "augment_gain"), max_shift_s=config.augment_shift,
@@ -64,7 +63,7 @@ def fine_tune(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extr
             log.info("resuming from %s", checkpoint.name if checkpoint else "the start (no complete checkpoint yet)")
         average = EpochAverage(trained_head, checkpoint) if config.average_weights else None
         mix = _start_mix(config, run_dir, checkpoint is not None, trained_head)
-        for callback in (average, mix):
+        for callback in (average, mix, *callbacks):
             if callback is not None:
                 trainer.add_callback(callback)
         with StopOnInterrupt.installed(trainer) as stopper, faster_cpu_forwards(trainer.model):
@@ -130,7 +129,7 @@ def _training_data(model: Any, extractor: Any, config: TrainConfig, train: Decod
                            ClipDataset(validation, input_name) if has_eval else None,
                            AudioCollator(extractor, input_name, clip_lengths=per_clip)), 0.0
         return
-    encoder_pass = frozen_encoder_outputs(model, extractor, config.batch_size, config.bf16, train, validation)
+    encoder_pass = frozen_encoder_outputs(model, extractor, config.batch_size, config.precision, train, validation)
     with encoder_pass as (encoded, seconds), encoder_outputs_as_input(model):
         yield TrainingData(EncodedClipDataset(encoded[0], train, input_name),
                            EncodedClipDataset(encoded[1], validation, input_name) if has_eval else None,
@@ -276,13 +275,14 @@ def _build_trainer(config: TrainConfig, run_dir: Path, model: Any, extractor: An
         save_total_limit=2,
         seed=config.seed,
         bf16=config.bf16,
+        fp16=config.fp16,
         dataloader_num_workers=config.num_workers,
         train_sampling_strategy="random" if pads_to_fixed_length(extractor) else "group_by_length",
         remove_unused_columns=False,
         report_to="none",
         disable_tqdm=False,  # transformers ties it to its log level, which the CLI lowers
-        dataloader_pin_memory=_cuda_available(),
-        use_cpu=_must_name_cpu(config.bf16),
+        dataloader_pin_memory=model.device.type == "cuda",
+        use_cpu=model.device.type == "cpu",  # Trainer otherwise takes a GPU wherever torch sees one
     )
     trainer = FineTuneTrainer(
         model=model,
@@ -337,15 +337,3 @@ class EpochLineProgress(ProgressCallback):
         line = _epoch_line(logs or {}, state.epoch, args.num_train_epochs)
         if line and state.is_world_process_zero:
             (self.training_bar.write if self.training_bar is not None else print)(line)
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _must_name_cpu(bf16: bool) -> bool:
-    """Without CUDA, Trainer runs DDP over gloo (under torchrun) and bfloat16 autocast only when told to use
-    the CPU."""
-    return not _cuda_available() and (bf16 or int(os.environ.get("WORLD_SIZE", "1")) > 1)

@@ -37,9 +37,9 @@ def supports_probe(model: Any) -> bool:
 
 
 def pooled_layer_states(model: Any, extractor: Any, clips: DecodedClips, batch_size: int = 16,
-                        desc: str = "encoding", bf16: bool = False) -> np.ndarray:
+                        desc: str = "encoding", precision: str = "float32") -> np.ndarray:
     """Per clip, the mean over frames of every hidden state (embeddings + each layer): (clips, layers, hidden).
-    `bf16`: the model under bfloat16 autocast."""
+    `precision` bf16 or fp16: the model under that autocast."""
     import torch
     from tqdm.auto import tqdm
 
@@ -50,12 +50,12 @@ def pooled_layer_states(model: Any, extractor: Any, clips: DecodedClips, batch_s
     with torch.inference_mode():
         for batch in tqdm(batches, desc=desc, unit="batch", disable=len(batches) < 5):
             outputs, features = run_batch(model, extractor, [clips.waves[i] for i in batch], length_aware,
-                                          bf16=bf16, output_hidden_states=True)
+                                          precision, output_hidden_states=True)
             frames = None if fixed_length else _frame_mask(model, features, outputs.hidden_states[0].shape[1])
             pooled = torch.stack([_mean_over_frames(layer.float(), frames) for layer in outputs.hidden_states], dim=1)
             if out is None:
                 out = np.zeros((len(clips.lengths), *pooled.shape[1:]), dtype=np.float32)
-            out[batch] = pooled.numpy()
+            out[batch] = pooled.cpu().numpy()
     assert out is not None, "no clips to encode"
     return out
 
@@ -90,7 +90,7 @@ def fold_standardization(linear: Any, mean: Any, std: Any) -> None:
 
 @dataclass
 class ProbeSettings:
-    """How the states are computed (`bf16`: under bfloat16 autocast) and the head trained on them."""
+    """How the states are computed (`precision` bf16 or fp16: under that autocast) and the head trained on them."""
 
     epochs: int
     learning_rate: float
@@ -98,7 +98,7 @@ class ProbeSettings:
     batch_size: int
     seed: int
     class_weights: Any = None  # a torch tensor of per-label loss weights, or None
-    bf16: bool = False
+    precision: str = "float32"
 
 
 class Probe:
@@ -113,18 +113,20 @@ class Probe:
         model.eval()
         self.settings = settings
         self.initial_head = {name: p.detach().clone() for name, p in _head_parameters(model)}
-        self.train = self._encode(model, extractor, train, "train", settings.bf16)
-        self.validation = (self._encode(model, extractor, validation, "validation", settings.bf16)
+        self.train = self._encode(model, extractor, train, "train", settings.precision)
+        self.validation = (self._encode(model, extractor, validation, "validation", settings.precision)
                            if validation.labels else None)
         self.encode_s = time.perf_counter() - start
         self.seconds_per_clip = self.encode_s / (len(train.labels) + len(validation.labels))
 
     @staticmethod
-    def _encode(model: Any, extractor: Any, clips: DecodedClips, name: str, bf16: bool) -> tuple[Any, Any]:
+    def _encode(model: Any, extractor: Any, clips: DecodedClips, name: str, precision: str) -> tuple[Any, Any]:
+        """The clips' pooled states and labels, on the model's device, where its head is fitted on them."""
         import torch
 
-        states = pooled_layer_states(model, extractor, clips, desc=f"encoding {name}", bf16=bf16)
-        return torch.from_numpy(states), torch.tensor(clips.labels, dtype=torch.long)
+        states = pooled_layer_states(model, extractor, clips, desc=f"encoding {name}", precision=precision)
+        return (torch.from_numpy(states).to(model.device),
+                torch.tensor(clips.labels, dtype=torch.long, device=model.device))
 
     def fit(self, model: Any, with_validation: bool = False) -> dict[str, float]:
         """Fit `model`'s head from its initial state (the same start every time); returns figures."""
@@ -176,12 +178,13 @@ def _fit_head(model: Any, states: Any, labels: Any, settings: ProbeSettings) -> 
     optimizer = torch.optim.AdamW([p for _, p in _head_parameters(model)], lr=settings.learning_rate,
                                   weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
+    weights = None if settings.class_weights is None else settings.class_weights.to(states.device)
     for _ in range(settings.epochs):
-        order = torch.randperm(len(labels), generator=generator)
+        order = torch.randperm(len(labels), generator=generator).to(states.device)
         for step in range(0, len(order), settings.batch_size):
             index = order[step : step + settings.batch_size]
             loss = torch.nn.functional.cross_entropy(head_logits(model, scaled[index]), labels[index],
-                                                     weight=settings.class_weights)
+                                                     weight=weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

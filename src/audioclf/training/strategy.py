@@ -15,6 +15,7 @@ from audioclf.presets import preset_path
 from audioclf.training.dataset import DecodedClips
 from audioclf.training.finetune import fine_tune
 from audioclf.training.probe import Probe, ProbeSettings, supports_probe
+from audioclf.training.tracking import Trackers
 
 log = logging.getLogger("audioclf")
 
@@ -40,27 +41,35 @@ class Outcome:
 
 
 def run_strategy(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extractor: Any,
-                 train: DecodedClips, validation: DecodedClips) -> Outcome:
+                 train: DecodedClips, validation: DecodedClips, trackers: Trackers) -> Outcome:
+    """Train `model` as `config.strategy` says; the probe's figures and fine-tuning's epochs go to `trackers`."""
     start = time.monotonic()
     deadline = start + config.time_budget * 60 if config.time_budget else None
     weights = class_weights(train, model.config.num_labels) if config.class_weights else None
     if config.strategy == "probe":
         probe = Probe(model, extractor, train, validation, probe_settings(config, weights))
-        score = probe.fit(model).get("validation_accuracy")
+        score = _fit_logged(probe, model, trackers).get("validation_accuracy")
         probe.fit(model, with_validation=True)  # the kept head learns from every clip outside the test split
         return Outcome(model, "probe", time.monotonic() - start, score, "--strategy probe", {"probe": score})
     reason = _finetune_only_reason(config, model)
     if reason:
         log.info("%s", reason)
         if config.probe_first and not resume:  # LP-FT; on resume the checkpoint holds the head already
-            Probe(model, extractor, train, validation, probe_settings(config, weights)).fit(model)
+            _fit_logged(Probe(model, extractor, train, validation, probe_settings(config, weights)), model, trackers)
         probe_s = time.monotonic() - start
         tuned = fine_tune(config, run_dir, resume, model, extractor, train, validation, deadline, weights,
-                          trained_head=config.probe_first)
+                          trained_head=config.probe_first, callbacks=trackers.callbacks)
         # the Trainer's own train_runtime, as the training benchmark compares it with the guide's
         return Outcome(tuned.model, "finetune", probe_s + tuned.seconds, tuned.validation_accuracy, reason,
                        {"finetune": tuned.validation_accuracy})
-    return _auto(config, run_dir, resume, model, extractor, train, validation, deadline, weights, start)
+    return _auto(config, run_dir, resume, model, extractor, train, validation, deadline, weights, start, trackers)
+
+
+def _fit_logged(probe: Probe, model: Any, trackers: Trackers) -> dict[str, float]:
+    """The probe's head fitted on the training clips, its figures sent to the trackers as `probe_*`."""
+    figures = probe.fit(model)
+    trackers.log({f"probe_{name}": value for name, value in figures.items()})
+    return figures
 
 
 def _finetune_only_reason(config: TrainConfig, model: Any) -> str | None:
@@ -74,9 +83,9 @@ def _finetune_only_reason(config: TrainConfig, model: Any) -> str | None:
 
 
 def _auto(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extractor: Any, train: DecodedClips,
-          validation: DecodedClips, deadline: float | None, weights: Any, start: float) -> Outcome:
+          validation: DecodedClips, deadline: float | None, weights: Any, start: float, trackers: Trackers) -> Outcome:
     probe = Probe(model, extractor, train, validation, probe_settings(config, weights))
-    probe_score = probe.fit(model).get("validation_accuracy")
+    probe_score = _fit_logged(probe, model, trackers).get("validation_accuracy")
     skip = finetune_skip_reason(config, len(train.labels), model.config.num_labels, probe, probe_score, deadline)
     if skip:
         probe.fit(model, with_validation=True)
@@ -88,7 +97,7 @@ def _auto(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extracto
     log.info("auto: the probe scored %.4f on validation; fine-tuning from its head (one epoch ~%.1f min)",
              probe_score, estimated_epoch_s(probe, len(train.labels)) / 60)
     tuned = fine_tune(config, run_dir, resume, model, extractor, train, validation, deadline, weights,
-                      trained_head=True)
+                      trained_head=True, callbacks=trackers.callbacks)
     seconds = time.monotonic() - start
     tried = {"probe": probe_score, "finetune": tuned.validation_accuracy}
     if tuned.validation_accuracy is not None and tuned.validation_accuracy > probe_score:
@@ -126,7 +135,7 @@ def estimated_epoch_s(probe: Probe, num_train: int) -> float:
 
 def probe_settings(config: TrainConfig, weights: Any) -> ProbeSettings:
     return ProbeSettings(config.probe_epochs, config.probe_learning_rate, config.weight_decay, config.batch_size,
-                         config.seed, weights, config.bf16)
+                         config.seed, weights, config.precision)
 
 
 def class_weights(train: DecodedClips, num_labels: int) -> Any:

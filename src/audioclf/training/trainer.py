@@ -15,22 +15,24 @@ from audioclf.evaluation import result_warnings, score_clips
 from audioclf.features import load_feature_extractor, sampling_rate, set_whisper_padding
 from audioclf.inference import Classifier
 from audioclf.models import (
-    check_bf16_here,
+    check_precision_here,
     freeze_feature_encoder,
     freeze_first_layers,
     label_maps,
     load_for_training,
     load_model_config,
     min_input_samples,
+    resolve_device,
     shorten_whisper_context,
     whisper_context_seconds,
 )
 from audioclf.sources import LoadedData, hold_out_validation, load_data, split_records
 from audioclf.sources.records import DataError
+from audioclf.config import default_cache_dir
 from audioclf.training.augment import enable_spec_augment, enable_vtlp
-from audioclf.training.cache import default_cache_dir
 from audioclf.training.dataset import DecodedClips, decode_records
 from audioclf.training.strategy import Outcome, run_strategy
+from audioclf.training.tracking import Trackers
 
 log = logging.getLogger("audioclf")
 
@@ -109,16 +111,18 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
     check_bad_clips(bad, len(data.records), config.max_bad_fraction)
 
     model = _prepare_model(config, data.label_names, extractor, max(
-        clips.longest_seconds(rate) for clips in (train, validation, test)))
-    if config.bf16:
-        check_bf16_here(model)
-    outcome = run_strategy(config, run_dir, resume, model, extractor, train, validation)
+        clips.longest_seconds(rate) for clips in (train, validation, test))).to(_training_device(config.device))
+    check_precision_here(model, config.precision)
+    trackers = Trackers(config.report_to, run_dir)
+    outcome = run_strategy(config, run_dir, resume, model, extractor, train, validation, trackers)
     if not runs.is_main_process():
         return {}
     runs.save_model(outcome.model, extractor, run_dir)
 
     classifier = Classifier(outcome.model, extractor, config.max_duration, name=run_dir.name)
     metrics = score_clips(classifier, test, len(bad), run_dir)
+    trackers.log({f"test_{name}": value for name, value in metrics.items()})
+    trackers.close()
     per_label = Counter(train.labels)
     warnings = result_warnings(metrics, {name: per_label[i] for name, i in label2id.items()},
                                _validation_support(outcome, validation, data.label_names))
@@ -174,6 +178,22 @@ def _model_card(config: TrainConfig, data: LoadedData, metrics: dict[str, Any], 
     if outcome.validation_accuracy is not None:
         hyper["validation accuracy"] = f"{outcome.validation_accuracy:.4f}"
     return model_card(config.model, data.description, data.label_names, hyper, metrics, num_train)
+
+
+def _training_device(spec: str) -> Any:
+    """The device `--device` names; under torchrun on GPUs, each process's own (its LOCAL_RANK). A GPU is made
+    the current CUDA device too: Trainer trains on that one."""
+    import os
+
+    import torch
+
+    device = resolve_device(spec)
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    log.info("device: %s", device)
+    return device
 
 
 def _set_threads(threads: int | None) -> None:
