@@ -16,8 +16,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The Hub loader is also tested under datasets 3.x (with huggingface_hub 0.x), which `[hub]` allows.
+DATASETS3 := .venv-datasets3/.installed
+$(DATASETS3):
+	$(PYTHON) -m venv .venv-datasets3
+	.venv-datasets3/bin/python -m pip install -q 'datasets>=3,<4' 'huggingface_hub<1' soundfile soxr numpy pyyaml
+	touch $@
+
 # pytest exits 5 when it collects no test; make treats that as a failure, as it should.
-test: $(STAMP) browser
+test: $(STAMP) browser $(DATASETS3)
 	$(PY) -m pytest -q
 
 # The web page's test drives Debian's chromium; install it where missing (the test skips, saying why,
@@ -47,4 +54,4 @@ demo: $(STAMP)
 	$(VENV)/bin/audioclf demo --output runs/demo
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-datasets3 build src/*.egg-info .pytest_cache

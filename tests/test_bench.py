@@ -20,6 +20,18 @@ def run_quick(script: str, output: Path) -> dict:
     return json.loads(output.read_text())
 
 
+def test_gpu_check_cpu_against_cpu_passes_every_check(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    done = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--device", "cpu", "--quick", "--output",
+                           str(tmp_path / "gpu.json")], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "gpu.json").read_text())
+    assert results["device"] == "cpu" and results["all_passed"]
+    checks = next(iter(results["checks"].values()))
+    assert {"train probe", "train finetune", "predict float32", "predict --bf16", "windows", "serve"} <= {
+        name.split(":")[0] for name in checks} and any(name.startswith("export") for name in checks)
+
+
 @needs_shared
 def test_serve_load_quick_writes_results(tmp_path: Path) -> None:
     pytest.importorskip("fastapi", reason="the serve extra is not installed")

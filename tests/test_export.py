@@ -152,7 +152,7 @@ def test_export_refuses_to_overwrite_or_re_export_and_bf16_is_refused(exported: 
     assert "already an ONNX export" in capsys.readouterr().err
     assert not (exported.parent / "again").exists()
     assert main(["predict", str(exported), str(next(trained_run[1].rglob("*.wav"))), "--bf16"]) == 2
-    assert "bf16 applies to PyTorch models" in capsys.readouterr().err
+    assert "--bf16 and --fp16 apply to PyTorch models" in capsys.readouterr().err
 
 
 def test_export_prints_only_its_result(trained_run: tuple[Path, Path], tmp_path: Path) -> None:

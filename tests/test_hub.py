@@ -23,7 +23,10 @@ from hub_server import HubServer
 
 pytest.importorskip("datasets", reason="the Hub path needs the [hub] extra (datasets)")
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# datasets 3.x with huggingface_hub 0.x, beside the main environment (`make test` builds it): `[hub]` allows both.
+DATASETS3_PYTHON = ROOT / ".venv-datasets3" / "bin" / "python"
 INTENTS = {"balance": 220.0, "freeze": 660.0, "pay_bill": 1760.0}
 LOCALES = ("en-US", "fr-FR")
 FAST = ["--epochs", "1", "--batch-size", "4", "--gradient-accumulation-steps", "1", "--learning-rate", "1e-3",
@@ -108,8 +111,8 @@ def hub_env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
                   "AUDIOCLF_CACHE_DIR": str(tmp_path / "audioclf-cache")}
 
 
-def run_in(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
+def run_in(env: dict[str, str], *args: str, python: str = sys.executable) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([python, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
 LOAD = ("import json, sys; from audioclf.sources import load_data; d = load_data(*sys.argv[1:]); "
@@ -118,9 +121,10 @@ LOAD = ("import json, sys; from audioclf.sources import load_data; d = load_data
         "'count': len(d.records)}))")
 
 
-def load_through(env: dict[str, str], *args: str) -> dict[str, Any]:
-    result = run_in(env, "-c", LOAD, *args)
+def load_through(env: dict[str, str], *args: str, python: str = sys.executable) -> dict[str, Any]:
+    result = run_in(env, "-c", LOAD, *args, python=python)
     assert result.returncode == 0, result.stderr
+    assert "custom code" not in result.stdout + result.stderr  # datasets 3.x asks before running a script
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -204,3 +208,14 @@ def test_what_cannot_load_is_one_message(hub_env: dict[str, str], tmp_path: Path
                     "--output", str(tmp_path / "run"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert re.search(message, result.stderr), result.stderr
+
+
+@pytest.mark.skipif(not DATASETS3_PYTHON.exists(), reason="no .venv-datasets3 (datasets 3.x); `make test` builds it")
+def test_every_way_loads_under_datasets_3_too(hub_env: dict[str, str]) -> None:
+    env = hub_env | {"PYTHONPATH": str(ROOT / "src")}
+    ways = [("PolyAI/minds14", "en-US", "Parquet conversion"), ("someone/minds14-script-only", "all", "release archive"),
+            ("someone/tones", "default", "someone/tones (default")]
+    for environment in (env, env | {"HF_HUB_OFFLINE": "1"}):
+        for dataset, config, way in ways:
+            loaded = load_through(environment, dataset, config, python=str(DATASETS3_PYTHON))
+            assert way in loaded["description"] and loaded["labels"] == sorted(INTENTS), loaded

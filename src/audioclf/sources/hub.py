@@ -84,7 +84,8 @@ class _Columns:
 
 def _load_standard(dataset_id: str, config: str | None, split: str, columns: _Columns, offline: bool) -> LoadedData:
     datasets = _import_datasets()
-    table = datasets.load_dataset(dataset_id, config)
+    # Never a dataset's own script: datasets 3.x would run one (or ask on the terminal); 4 and later ignore False.
+    table = datasets.load_dataset(dataset_id, config, trust_remote_code=False)
     return _records_from_splits(dataset_id, dict(table), split, columns, f"Hub dataset {dataset_id}", config)
 
 
@@ -116,13 +117,15 @@ def _load_release_archive(
     dataset_id: str, config: str | None, split: str, columns: _Columns, offline: bool
 ) -> LoadedData:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import RemoteEntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     from audioclf.sources.minds14 import find_minds14_release, load_minds14, minds14_locales
 
     try:
         archive = Path(hf_hub_download(dataset_id, MINDS14_ARCHIVE, repo_type="dataset", local_files_only=offline))
-    except RemoteEntryNotFoundError:
+    except EntryNotFoundError as err:
+        if isinstance(err, LocalEntryNotFoundError):  # not cached, offline: said as such by _first_line
+            raise
         raise _NotThisWay("the repo has no such file") from None
     root = find_minds14_release(unpacked_archive(archive))
     if root is None:
