@@ -22,8 +22,12 @@ WHISPER_TINY_EN = SHARED / "models" / "whisper-tiny.en"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def bench_parser(doc: str | None, quick_help: str, name: str) -> argparse.ArgumentParser:
-    """The flags every benchmark takes: --quick (small, to check the script) and --output."""
+def bench_parser(doc: str | None, quick_help: str, name: str, cpu_only: bool = True) -> argparse.ArgumentParser:
+    """The flags every benchmark takes: --quick (small, to check the script) and --output. A CPU benchmark
+    (`cpu_only`, all but gpu_check.py) hides any GPU from torch, before torch is imported, so that audioclf's
+    `--device auto` runs on the CPU like the reference beside it."""
+    if cpu_only:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--output", type=Path, help=f"Results JSON (default: bench/results/{name}.json).")

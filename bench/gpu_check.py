@@ -27,7 +27,7 @@ HALF_AGREEMENT = 0.9  # top-1 under bf16/fp16 autocast against float32
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, "Fewer clips and epochs.", "gpu_check")
+    parser = bench_parser(__doc__, "Fewer clips and epochs.", "gpu_check", cpu_only=False)
     parser.add_argument("--device", default="cuda", help="The device checked against the CPU (default: cuda).")
     args = parser.parse_args()
     import torch

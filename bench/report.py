@@ -154,10 +154,19 @@ def accuracy_synth_rows(r: dict[str, Any]) -> list[Row]:
              f"{r['training']['cpu_s'] / 60:.1f} CPU-min of training", "chance 0.071", "", "")]
 
 
+def gpu_check_rows(r: dict[str, Any]) -> list[Row]:
+    checks = [(model, name, figures) for model, by_check in r["checks"].items() for name, figures in by_check.items()]
+    failed = [f"{model}: {name}" for model, name, figures in checks if not figures["passed"]]
+    return [(f"every stage on {r['device_name']} ({r['device']}): train, predict, windows, export, serve",
+             f"{len(checks) - len(failed)} of {len(checks)} checks passed" + (f" (failed: {'; '.join(failed)})"
+                                                                              if failed else ""),
+             "the same models and clips on the CPU", "", "all pass")]
+
+
 REPORTS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "training": training_rows, "inference": inference_rows, "cold_start": cold_start_rows,
     "serve_load": serve_rows, "memory": memory_rows, "accuracy": accuracy_rows,
-    "accuracy_lpft": accuracy_rows, "accuracy_synth": accuracy_synth_rows,
+    "accuracy_lpft": accuracy_rows, "accuracy_synth": accuracy_synth_rows, "gpu_check": gpu_check_rows,
 }
 
 

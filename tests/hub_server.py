@@ -56,6 +56,7 @@ class HubServer:
 
     def __init__(self) -> None:
         self.repos: dict[tuple[str, str], Repo] = {}
+        self.gated: set[str] = set()  # repo ids whose files and info answer 403 GatedRepo, as to a user without access
         self.requests: list[str] = []
         self.unserved: list[str] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -165,6 +166,8 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
 
         def _api(self, repo_type: str, rest: list[str], query: dict[str, str], body: bytes) -> bool:
             repo_id, verb, args = "/".join(rest[:2]), (rest[2] if len(rest) > 2 else ""), rest[3:]
+            if repo_id in server.gated:
+                return self._json({"error": f"Access to {repo_id} is restricted"}, 403, error_code="GatedRepo")
             if verb == "preupload" and self.command == "POST":
                 files = json.loads(body)["files"]
                 return self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
@@ -194,6 +197,8 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
             return False
 
         def _resolve(self, repo_type: str, repo_id: str, rest: list[str], head: bool) -> bool:
+            if repo_id in server.gated:
+                return self._json({"error": f"Access to {repo_id} is restricted"}, 403, error_code="GatedRepo")
             found = server.find(repo_type, repo_id, rest[0]) if rest else None
             if found is None:
                 return self._missing(repo_type, repo_id, rest[0] if rest else "main")

@@ -27,6 +27,12 @@ def test_gpu_check_cpu_against_cpu_passes_every_check(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "gpu.json").read_text())
     assert results["device"] == "cpu" and results["all_passed"]
+    sys.path.insert(0, str(BENCH))
+    from report import gpu_check_rows
+
+    count = sum(len(by_check) for by_check in results["checks"].values())
+    (row,) = gpu_check_rows(results)
+    assert row[1] == f"{count} of {count} checks passed" and count >= 7
     checks = next(iter(results["checks"].values()))
     assert {"train probe", "train finetune", "predict float32", "predict --bf16", "windows", "serve"} <= {
         name.split(":")[0] for name in checks} and any(name.startswith("export") for name in checks)

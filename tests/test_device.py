@@ -56,3 +56,16 @@ def test_classifier_on_the_cpu_scores_as_auto_does(trained_run: tuple[Path, Path
     cpu = Classifier.load(run, device="cpu")
     assert next(cpu.model.parameters()).device == torch.device("cpu")
     np.testing.assert_array_equal(cpu.probabilities([wave]), Classifier.load(run).probabilities([wave]))
+
+
+@pytest.mark.parametrize(("spec", "visible"), [("cuda", 2), ("auto", 4), ("cuda:1", 2)])
+def test_training_refuses_what_one_process_cannot_train_on(monkeypatch: pytest.MonkeyPatch, spec: str,
+                                                           visible: int) -> None:
+    from audioclf.training.trainer import _training_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(ConfigError, match=f"{visible} GPUs are visible.*CUDA_VISIBLE_DEVICES=N.*torchrun "
+                                          f"--nproc_per_node {visible}"):
+        _training_device(spec)

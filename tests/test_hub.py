@@ -94,6 +94,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
         server.add_repo("dataset", "PolyAI/minds14", script_repo)
         server.add_repo("dataset", "PolyAI/minds14", parquet_conversion(clips), revision="refs/convert/parquet")
         server.add_repo("dataset", "someone/minds14-script-only", script_repo)
+        server.add_repo("dataset", "someone/gated", script_repo)
+        server.gated.add("someone/gated")
         en = [(path, data, intent) for loc, intent, path, data in clips if loc == "en-US"]
         server.add_repo("dataset", "someone/tones", {
             "data/train-00000-of-00001.parquet": parquet_table(en[1::2], sorted(INTENTS)),
@@ -188,6 +190,8 @@ def test_script_repo_without_a_conversion_loads_from_its_release_archive(hub_env
     assert loaded["labels"] == sorted(INTENTS) and loaded["groups"] == list(LOCALES)
     offline = load_through(hub_env | {"HF_DATASETS_OFFLINE": "1"}, "someone/minds14-script-only", "all")
     assert offline["count"] == 36
+    unreachable = load_through(hub_env | {"HF_ENDPOINT": "http://127.0.0.1:9"}, "someone/minds14-script-only", "all")
+    assert unreachable == offline  # no Hub and no offline switch: the cache still serves
 
 
 def test_standard_dataset_loads_with_its_own_test_split(hub_env: dict[str, str]) -> None:
@@ -199,6 +203,7 @@ def test_standard_dataset_loads_with_its_own_test_split(hub_env: dict[str, str])
 
 @pytest.mark.parametrize(("dataset", "config", "message"), [
     ("nobody/missing", "en-US", "neither a local path nor a dataset on the Hugging Face Hub"),
+    ("someone/gated", "en-US", "gated or private dataset on the Hugging Face Hub: .* set HF_TOKEN"),
     ("PolyAI/minds14", "de-DE", r"Tried: datasets\.load_dataset: .*Parquet .*: no config de-DE in it; it has en-US, "
      r"fr-FR; the MInDS-14 release archive .*: no locale de-DE in it; it has en-US, fr-FR\. Pass local data"),
 ])

@@ -92,8 +92,8 @@ def start_layer_mix_even(model: PreTrainedModel) -> None:
 
 
 PRECISIONS = ("float32", "bf16", "fp16")
-BF16_EMULATED = ("--bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so it is emulated, slower than "
-                 "float32; leave --bf16 off here")
+BF16_EMULATED = ("--bf16: this device has no native bfloat16 (a CPU without AVX-512 BF16 or AMX, a GPU before "
+                 "Ampere), so it is emulated, slower than float32; leave --bf16 off here")
 
 
 def resolve_device(spec: str = "auto") -> Any:
@@ -122,12 +122,12 @@ def model_device(model: Any) -> Any:
 
 
 def native_bf16(device: Any = None) -> bool:
-    """Whether bfloat16 autocast runs natively on `device` (default: auto's choice): a CUDA GPU, or a CPU with
-    AVX-512 BF16 or AMX (elsewhere it is emulated, slower than float32)."""
+    """Whether bfloat16 autocast runs natively on `device` (default: auto's choice): a CUDA GPU from Ampere on, or
+    a CPU with AVX-512 BF16 or AMX (elsewhere it is emulated, slower than float32)."""
     import torch
 
     if (device.type == "cuda") if device is not None else torch.cuda.is_available():
-        return True
+        return torch.cuda.is_bf16_supported(including_emulation=False)  # Ampere and later; T4 and V100 emulate
     # torch has no public query for these CPU features; the private ones are what its own autocast checks
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 

@@ -43,8 +43,7 @@ def _masked_group_norm_layer(layer: Any, samples: Any, lengths: Any) -> Any:
     import torch
 
     frames = layer.conv(samples)
-    valid = real_frame_counts(layer.conv, lengths)
-    valid = valid.to(frames.device)
+    valid = real_frame_counts(layer.conv, lengths).to(frames.device)
     mask = (torch.arange(frames.shape[-1], device=frames.device)[None, :] < valid[:, None]).to(frames.dtype)
     mask = mask[:, None, :]
     count = mask.sum(dim=-1, keepdim=True)

@@ -63,12 +63,14 @@ class OnnxModel:
 
 def onnx_providers(ort: Any, device: str) -> list[Any]:
     """onnxruntime's execution providers for `--device`: CUDA's (with the CPU's for what it lacks) for cuda or
-    cuda:N, and for auto where this onnxruntime build has it (onnxruntime-gpu); else the CPU's."""
+    cuda:N, and for auto where there is a GPU and this onnxruntime build has it (onnxruntime-gpu); else the CPU's."""
+    import torch
+
     from audioclf.config import check_device_spec
 
     check_device_spec(device)
     available = ort.get_available_providers()
-    if device == "cpu" or (device == "auto" and CUDA_PROVIDER not in available):
+    if device == "cpu" or (device == "auto" and not (CUDA_PROVIDER in available and torch.cuda.is_available())):
         return ["CPUExecutionProvider"]
     if CUDA_PROVIDER not in available:
         raise ConfigError(f"--device {device}: this onnxruntime has no CUDA provider (it has "

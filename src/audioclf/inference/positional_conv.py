@@ -23,8 +23,8 @@ from audioclf.models import forwards_replaced
 @contextmanager
 def cropped_positional_conv(model: Any) -> Iterator[None]:
     """Within this block, `model`'s positional convolution (wav2vec2 family, on the CPU) runs cropped to a short
-    batch's taps; other models and devices are left as they are, and so is a block within another (fine-tuning's holds it for the
-    whole run). Not thread-safe: one batch at a time."""
+    batch's taps; other models and devices are left as they are, and so is a block within another (fine-tuning's
+    holds it for the whole run). Not thread-safe: one batch at a time."""
     module = positional_conv(model)
     if module is None or "forward" in vars(module) or module.conv.weight.device.type != "cpu":
         yield

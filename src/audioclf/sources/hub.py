@@ -10,6 +10,8 @@ Every way reads the local Hub cache first under `HF_HUB_OFFLINE=1` or `HF_DATASE
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 import shutil
@@ -21,6 +23,8 @@ from typing import Any, Callable
 
 from audioclf.config import default_cache_dir
 from audioclf.sources.records import SPLIT_ALIASES, DataError, LoadedData, Record
+
+log = logging.getLogger("audioclf")
 
 HUB_DEFAULT_COLUMNS = {"audio": "audio", "label": "intent_class"}
 PARQUET_REVISION = "refs/convert/parquet"
@@ -46,27 +50,53 @@ def load_hub_dataset(
     """Load a Hub dataset's split (and its own 'validation' and 'test' splits when it has them) as records."""
     columns = _Columns(audio_column or HUB_DEFAULT_COLUMNS["audio"], label_column or HUB_DEFAULT_COLUMNS["label"],
                        group_column)
-    ways: list[tuple[str, Callable[..., LoadedData]]] = [
-        ("datasets.load_dataset", _load_standard),
-        (f"the Hub's Parquet conversion (revision {PARQUET_REVISION})", _load_parquet_conversion),
-        (f"the MInDS-14 release archive ({MINDS14_ARCHIVE})", _load_release_archive),
+    ways: list[tuple[str, Callable[[str, str | None, bool], _Fetched]]] = [
+        ("datasets.load_dataset", _fetch_standard),
+        (f"the Hub's Parquet conversion (revision {PARQUET_REVISION})", _fetch_parquet_conversion),
+        (f"the MInDS-14 release archive ({MINDS14_ARCHIVE})", _fetch_release_archive),
     ]
     tried: list[str] = []
-    offline = hub_offline()
-    for way, load in ways:
+    offline = hub_offline() or not _hub_answers(dataset_id)
+    for way, fetch in ways:
         try:
-            return load(dataset_id, config_name, split, columns, offline)
+            fetched = fetch(dataset_id, config_name, offline)
         except DataError:
             raise
         except Exception as err:  # each way fails in its own library's terms; the next way may still work
-            if _repo_missing(err) and not offline:
-                raise DataError(f"'{dataset_id}' is neither a local path nor a dataset on the Hugging Face Hub. "
-                                f"{OFFLINE_HINT}") from None
+            _raise_if_not_allowed(dataset_id, err, offline)
             offline = offline or _unreachable(err)
-            tried.append(f"{way}: {_first_line(err)}")
-    where = "the local Hub cache (offline)" if offline else "the Hugging Face Hub"
+            tried.append(f"{way}: {_first_line(err, offline)}")
+            continue
+        return fetched.records(dataset_id, config_name, split, columns)
+    where = ("the local Hub cache (offline)" if hub_offline() else
+             "the local Hub cache (the Hub cannot be reached)" if offline else "the Hugging Face Hub")
     raise DataError(f"cannot load '{dataset_id}' ({config_name or 'default config'}) from {where}. Tried: "
                     + "; ".join(tried) + f". {OFFLINE_HINT}")
+
+
+def _hub_answers(dataset_id: str) -> bool:
+    """Whether the Hub answers at all: one request without retries (huggingface_hub's downloads retry a refused
+    connection for about 25 s). A dataset it says is missing or gated ends the search here, with its message."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().dataset_info(dataset_id, timeout=10)
+    except Exception as err:  # any network failure means: the cache only, from here on
+        _raise_if_not_allowed(dataset_id, err, offline=False)
+        return not _unreachable(err)
+    return True
+
+
+def _raise_if_not_allowed(dataset_id: str, err: BaseException, offline: bool) -> None:
+    """A gated or private dataset, or one that does not exist, ends the search with its own message."""
+    from huggingface_hub.errors import GatedRepoError
+
+    if any(isinstance(e, GatedRepoError) or "is a gated dataset" in str(e) for e in _chain(err)):  # datasets' words
+        raise DataError(f"'{dataset_id}' is a gated or private dataset on the Hugging Face Hub: accept its terms on "
+                        "its page, then log in (`hf auth login`) or set HF_TOKEN") from None
+    if _repo_missing(err) and not offline:
+        raise DataError(f"'{dataset_id}' is neither a local path nor a dataset on the Hugging Face Hub. "
+                        f"{OFFLINE_HINT}") from None
 
 
 def hub_offline() -> bool:
@@ -82,16 +112,34 @@ class _Columns:
     group: str | None
 
 
-def _load_standard(dataset_id: str, config: str | None, split: str, columns: _Columns, offline: bool) -> LoadedData:
+@dataclass
+class _Fetched:
+    """What one way fetched: tables by split (`datasets` Datasets), or an unpacked MInDS-14 release."""
+
+    description: str
+    splits: dict[str, Any] | None = None
+    release: Path | None = None
+
+    def records(self, dataset_id: str, config: str | None, split: str, columns: _Columns) -> LoadedData:
+        if self.release is not None:
+            from audioclf.sources.minds14 import load_minds14
+
+            loaded = load_minds14(self.release, config)
+            loaded.description = f"{self.description} ({config or 'all'})"
+            return loaded
+        return _records_from_splits(dataset_id, self.splits or {}, split, columns, self.description, config)
+
+
+def _fetch_standard(dataset_id: str, config: str | None, offline: bool) -> _Fetched:
+    if offline and not hub_offline():  # datasets reads its cache alone only when told to by the environment
+        raise _NotThisWay("the Hub cannot be reached; with HF_HUB_OFFLINE=1, datasets reads its own cache")
     datasets = _import_datasets()
     # Never a dataset's own script: datasets 3.x would run one (or ask on the terminal); 4 and later ignore False.
     table = datasets.load_dataset(dataset_id, config, trust_remote_code=False)
-    return _records_from_splits(dataset_id, dict(table), split, columns, f"Hub dataset {dataset_id}", config)
+    return _Fetched(f"Hub dataset {dataset_id}", splits=dict(table))
 
 
-def _load_parquet_conversion(
-    dataset_id: str, config: str | None, split: str, columns: _Columns, offline: bool
-) -> LoadedData:
+def _fetch_parquet_conversion(dataset_id: str, config: str | None, offline: bool) -> _Fetched:
     from huggingface_hub import snapshot_download
 
     datasets = _import_datasets()
@@ -103,23 +151,26 @@ def _load_parquet_conversion(
         available = _parquet_configs(dataset_id, folder, offline)
         raise _NotThisWay(f"no config {', '.join(missing)} in it" + (f"; it has {', '.join(available)}"
                                                                       if available else ""))
-    files = {name: _parquet_splits(folder, name) for name in configs}
-    splits = {
-        our: datasets.load_dataset("parquet", data_files=[str(p) for name in configs for p in files[name][our]],
-                                   split="train")
-        for our in {s for by_split in files.values() for s in by_split}
-    }
-    description = f"Hub dataset {dataset_id} (Parquet conversion)"
-    return _records_from_splits(dataset_id, splits, split, columns, description, config)
+    files: dict[str, list[Path]] = {}
+    partial: set[str] = set()
+    for name in configs:
+        for our, (paths, is_partial) in _parquet_splits(folder, name).items():
+            files.setdefault(our, []).extend(paths)
+            partial |= {our} if is_partial else set()
+    if partial:  # the Hub converts only the first part (about 5 GB) of a large split
+        log.warning("%s: the Hub's Parquet conversion holds only part of split(s) %s", dataset_id,
+                    ", ".join(sorted(partial)))
+    splits = {our: datasets.load_dataset("parquet", data_files=[str(p) for p in paths], split="train")
+              for our, paths in files.items()}
+    label = "partial Parquet conversion" if partial else "Parquet conversion"
+    return _Fetched(f"Hub dataset {dataset_id} ({label})", splits=splits)
 
 
-def _load_release_archive(
-    dataset_id: str, config: str | None, split: str, columns: _Columns, offline: bool
-) -> LoadedData:
+def _fetch_release_archive(dataset_id: str, config: str | None, offline: bool) -> _Fetched:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    from audioclf.sources.minds14 import find_minds14_release, load_minds14, minds14_locales
+    from audioclf.sources.minds14 import find_minds14_release, minds14_locales
 
     try:
         archive = Path(hf_hub_download(dataset_id, MINDS14_ARCHIVE, repo_type="dataset", local_files_only=offline))
@@ -133,18 +184,19 @@ def _load_release_archive(
     unknown = sorted(set(_config_names(config)) - {"all", *minds14_locales(root)})
     if unknown:
         raise _NotThisWay(f"no locale {', '.join(unknown)} in it; it has {', '.join(minds14_locales(root))}")
-    loaded = load_minds14(root, config)
-    loaded.description = f"Hub dataset {dataset_id} (MInDS-14 release archive, {config or 'all'})"
-    return loaded
+    return _Fetched(f"Hub dataset {dataset_id} (MInDS-14 release archive)", release=root)
 
 
 def unpacked_archive(archive: Path) -> Path:
-    """The archive unpacked once into audioclf's cache, keyed by the Hub's blob name (its content hash).
+    """The archive unpacked once into audioclf's cache, keyed by where the Hub cache holds it (its snapshot's
+    commit) and its size and time, so a new revision of the archive is unpacked anew.
 
     By hand rather than with `datasets`' ExtractManager, which takes a half-extracted folder left by a killed
     run for a finished one: this unpacks into a temporary folder and renames it into place.
     """
-    target = default_cache_dir() / "hub-archives" / archive.resolve().name
+    stat = archive.stat()
+    key = hashlib.sha1(f"{archive.resolve()}:{archive}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    target = default_cache_dir() / "hub-archives" / key
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -153,25 +205,27 @@ def unpacked_archive(archive: Path) -> Path:
         with zipfile.ZipFile(archive) as zipped:
             zipped.extractall(scratch)
         scratch.rename(target)
-    except OSError:
+    except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         if not target.is_dir():  # another process won the rename: its copy is the same archive
             raise
     return target
 
 
-def _parquet_splits(folder: Path, config: str) -> dict[str, list[Path]]:
-    """The Parquet conversion's files of one config by split: `CONFIG/SPLIT/0000.parquet` (or the older
-    `CONFIG/NAME-SPLIT[-00000-of-00002].parquet`, and `partial-SPLIT` folders of large datasets)."""
+def _parquet_splits(folder: Path, config: str) -> dict[str, tuple[list[Path], bool]]:
+    """The Parquet conversion's files of one config by split, and whether the split is converted only in part:
+    `CONFIG/SPLIT/0000.parquet` (or the older `CONFIG/NAME-SPLIT[-00000-of-00002].parquet`), `partial-SPLIT`
+    folders for large splits."""
     files = sorted((folder / config).rglob("*.parquet"))
     if not files:
         raise _NotThisWay(f"no Parquet files under {config}/ in it")
-    by_split: dict[str, list[Path]] = {}
+    by_split: dict[str, tuple[list[Path], bool]] = {}
     for path in files:
         relative = path.relative_to(folder / config)
         name = relative.parts[0] if len(relative.parts) > 1 else _flat_split_name(path.stem)
-        name = name.removeprefix("partial-")
-        by_split.setdefault(SPLIT_ALIASES.get(name, name), []).append(path)
+        plain = name.removeprefix("partial-")
+        paths, partial = by_split.get(SPLIT_ALIASES.get(plain, plain), ([], False))
+        by_split[SPLIT_ALIASES.get(plain, plain)] = ([*paths, path], partial or plain != name)
     return by_split
 
 
@@ -238,7 +292,8 @@ def _repo_missing(err: BaseException) -> bool:
 
 def _unreachable(err: BaseException) -> bool:
     """Whether `err` says the Hub could not be reached at all (the later ways then read the cache only)."""
-    markers = ("ConnectError", "ConnectionError", "ConnectTimeout", "OfflineModeIsEnabled", "LocalEntryNotFoundError")
+    markers = ("ConnectError", "ConnectionError", "ConnectTimeout", "ReadTimeout", "OfflineModeIsEnabled",
+               "LocalEntryNotFoundError")
     return any(type(e).__name__ in markers for e in _chain(err))
 
 
@@ -251,8 +306,9 @@ def _chain(err: BaseException) -> list[BaseException]:
     return seen
 
 
-def _first_line(err: BaseException) -> str:
-    """What went wrong in a few words: the libraries' own messages run to paragraphs."""
+def _first_line(err: BaseException, offline: bool) -> str:
+    """What went wrong in a few words (the libraries' own messages run to paragraphs); offline, what the cache
+    lacks."""
     names = {type(e).__name__ for e in _chain(err)}
     if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"}:
         return "not in the local cache"
@@ -261,7 +317,8 @@ def _first_line(err: BaseException) -> str:
     if "RevisionNotFoundError" in names:
         return "the repo has no such revision"
     text = str(err).strip().splitlines()
-    return text[0] if isinstance(err, _NotThisWay) or not text else f"{type(err).__name__}: {text[0]}"
+    line = text[0] if isinstance(err, _NotThisWay) or not text else f"{type(err).__name__}: {text[0]}"
+    return line.replace(" in it", " in the local cache") if offline and isinstance(err, _NotThisWay) else line
 
 
 def _require_hub_columns(dataset_id: str, columns: list[str], needed: list[str]) -> None:

@@ -136,8 +136,8 @@ class SpectrogramTimeMask:
         features = features.movedim(self.time_axis, 1).clone()  # (batch, time, bins)
         frames = features.shape[1]
         masks = max(1, round(self.prob * frames / MASK_WIDTH))
-        starts = torch.randint(0, max(1, frames - MASK_WIDTH), (features.shape[0], masks))
-        steps = torch.arange(frames)
+        starts = torch.randint(0, max(1, frames - MASK_WIDTH), (features.shape[0], masks)).to(features.device)
+        steps = torch.arange(frames, device=features.device)
         masked = ((steps[None, None, :] >= starts[..., None]) & (steps < starts[..., None] + MASK_WIDTH)).any(1)
         mean = features.mean(dim=(1, 2), keepdim=True).expand_as(features)
         features[masked] = mean[masked]

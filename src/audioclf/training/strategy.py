@@ -106,7 +106,8 @@ def _auto(config: TrainConfig, run_dir: Path, resume: bool, model: Any, extracto
         return Outcome(tuned.model, "finetune", seconds, tuned.validation_accuracy, reason, tried)
     reason = f"the probe scored {probe_score:.4f} on validation, fine-tuning {tuned.validation_accuracy:.4f}"
     log.info("auto: keeping the probe: %s", reason)
-    kept = type(model).from_pretrained(probe_dir, dtype=model.dtype) if runs.is_main_process() else model
+    kept = type(model).from_pretrained(probe_dir, dtype=model.dtype).to(model.device) if runs.is_main_process() \
+        else model
     probe.fit(kept, with_validation=True)
     return Outcome(kept, "probe", seconds, probe_score, reason, tried)
 

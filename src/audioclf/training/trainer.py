@@ -10,7 +10,7 @@ from typing import Any
 
 from audioclf import runs
 from audioclf.audio import AudioError
-from audioclf.config import TrainConfig
+from audioclf.config import ConfigError, TrainConfig, default_cache_dir
 from audioclf.evaluation import result_warnings, score_clips
 from audioclf.features import load_feature_extractor, sampling_rate, set_whisper_padding
 from audioclf.inference import Classifier
@@ -28,7 +28,6 @@ from audioclf.models import (
 )
 from audioclf.sources import LoadedData, hold_out_validation, load_data, split_records
 from audioclf.sources.records import DataError
-from audioclf.config import default_cache_dir
 from audioclf.training.augment import enable_spec_augment, enable_vtlp
 from audioclf.training.dataset import DecodedClips, decode_records
 from audioclf.training.strategy import Outcome, run_strategy
@@ -113,16 +112,17 @@ def _train_in(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any
     model = _prepare_model(config, data.label_names, extractor, max(
         clips.longest_seconds(rate) for clips in (train, validation, test))).to(_training_device(config.device))
     check_precision_here(model, config.precision)
-    trackers = Trackers(config.report_to, run_dir)
-    outcome = run_strategy(config, run_dir, resume, model, extractor, train, validation, trackers)
-    if not runs.is_main_process():
-        return {}
-    runs.save_model(outcome.model, extractor, run_dir)
-
-    classifier = Classifier(outcome.model, extractor, config.max_duration, name=run_dir.name)
-    metrics = score_clips(classifier, test, len(bad), run_dir)
-    trackers.log({f"test_{name}": value for name, value in metrics.items()})
-    trackers.close()
+    trackers = Trackers(config, run_dir)
+    try:
+        outcome = run_strategy(config, run_dir, resume, model, extractor, train, validation, trackers)
+        if not runs.is_main_process():
+            return {}
+        runs.save_model(outcome.model, extractor, run_dir)
+        classifier = Classifier(outcome.model, extractor, config.max_duration, name=run_dir.name)
+        metrics = score_clips(classifier, test, len(bad), run_dir)
+        trackers.log({f"test_{name}": value for name, value in metrics.items()})
+    finally:
+        trackers.close()
     per_label = Counter(train.labels)
     warnings = result_warnings(metrics, {name: per_label[i] for name, i in label2id.items()},
                                _validation_support(outcome, validation, data.label_names))
@@ -181,18 +181,28 @@ def _model_card(config: TrainConfig, data: LoadedData, metrics: dict[str, Any], 
 
 
 def _training_device(spec: str) -> Any:
-    """The device `--device` names; under torchrun on GPUs, each process's own (its LOCAL_RANK). A GPU is made
-    the current CUDA device too: Trainer trains on that one."""
+    """The device `--device` names; under torchrun on GPUs, each process's own (its LOCAL_RANK).
+
+    One process trains on one GPU, the first one it sees: transformers' Trainer takes that one (and spreads a
+    process over all it sees with DataParallel, whose replicas the forwards replaced here do not follow). So a
+    single process refuses several visible GPUs and a GPU other than the first, saying what to run instead."""
     import os
 
     import torch
 
     device = resolve_device(spec)
-    if device.type == "cuda":
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    log.info("device: %s", device)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if device.type != "cuda":
+        return device
+    if distributed:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    elif (device.index or 0) != 0 or torch.cuda.device_count() > 1:
+        raise ConfigError(f"--device {spec}: {torch.cuda.device_count()} GPUs are visible, and training runs one "
+                          "process on the first one it sees: pick one with CUDA_VISIBLE_DEVICES=N and --device "
+                          f"cuda, or train on all of them with torchrun --nproc_per_node "
+                          f"{torch.cuda.device_count()} (DDP)")
+    torch.cuda.set_device(device)
+    log.info("device: %s (%s)", device, torch.cuda.get_device_name(device))
     return device
 
 
