@@ -1,10 +1,11 @@
-# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv on first use.
+# Two commands for a fresh machine: `make demo` and `make test`; both create .venv on first use.
+# `make test-all` runs everything CI runs.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test browser bench demo clean
+.PHONY: install test test-all browser bench demo clean
 
 install: $(STAMP)
 
@@ -23,9 +24,13 @@ $(DATASETS3):
 	.venv-datasets3/bin/python -m pip install -q 'datasets>=3,<4' 'huggingface_hub<1' soundfile soxr numpy pyyaml
 	touch $@
 
-# pytest exits 5 when it collects no test; make treats that as a failure, as it should.
-test: $(STAMP) browser $(DATASETS3)
-	$(PY) -m pytest -q
+# `make test`: every stage, the slow checks left out (pytest -m slow lists them); `make test-all`: everything,
+# as CI runs it, with the slowest tests named. pytest exits 5 when it collects no test; make fails then, as it should.
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --durations=10
+
+test-all: $(STAMP) browser $(DATASETS3)
+	$(PY) -m pytest -q --durations=25
 
 # The web page's test drives Debian's chromium; install it where missing (the test skips, saying why,
 # only where it cannot be installed).

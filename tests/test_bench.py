@@ -12,6 +12,8 @@ from conftest import needs_shared
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
+pytestmark = pytest.mark.slow  # make test-all
+
 
 def run_quick(script: str, output: Path) -> dict:
     done = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--output", str(output)],

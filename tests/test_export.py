@@ -49,6 +49,7 @@ def test_int8_export_is_smaller_and_agrees_on_top1(trained_run: tuple[Path, Path
     assert (quantized / "model.onnx").stat().st_size < (exported / "model.onnx").stat().st_size
 
 
+@pytest.mark.slow
 def test_int8_quantizes_weight_products_and_keeps_activation_products_in_float(trained_run: tuple[Path, Path],
                                                                                tmp_path: Path) -> None:
     import onnx
@@ -155,6 +156,7 @@ def test_export_refuses_to_overwrite_or_re_export_and_bf16_is_refused(exported: 
     assert "--bf16 and --fp16 apply to PyTorch models" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_prints_only_its_result(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
     """The exporters' notices that no user can act on (torchvision missing, onnxruntime's pre-processing
     hint) stay hidden, and the logging levels the export lowered are restored."""
@@ -172,6 +174,7 @@ def test_export_prints_only_its_result(trained_run: tuple[Path, Path], tmp_path:
     assert [logging.getLogger(name).level for name in ("", "torch.onnx")] == levels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(set(BUILDERS) - {"wav2vec2", "whisper"}))  # those two: above
 def test_every_other_architecture_exports_with_the_same_logits(kind: str, tmp_path: Path) -> None:
     """Wav2Vec2-BERT takes feature frames, not samples; it and Wav2Vec2-Conformer export with eager attention."""

@@ -25,7 +25,7 @@ pytest.importorskip("datasets", reason="the Hub path needs the [hub] extra (data
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-# datasets 3.x with huggingface_hub 0.x, beside the main environment (`make test` builds it): `[hub]` allows both.
+# datasets 3.x with huggingface_hub 0.x, beside the main environment (`make test-all` builds it): `[hub]` allows both.
 DATASETS3_PYTHON = ROOT / ".venv-datasets3" / "bin" / "python"
 INTENTS = {"balance": 220.0, "freeze": 660.0, "pay_bill": 1760.0}
 LOCALES = ("en-US", "fr-FR")
@@ -215,7 +215,8 @@ def test_what_cannot_load_is_one_message(hub_env: dict[str, str], tmp_path: Path
     assert re.search(message, result.stderr), result.stderr
 
 
-@pytest.mark.skipif(not DATASETS3_PYTHON.exists(), reason="no .venv-datasets3 (datasets 3.x); `make test` builds it")
+@pytest.mark.slow
+@pytest.mark.skipif(not DATASETS3_PYTHON.exists(), reason="no .venv-datasets3 (datasets 3.x); `make test-all` builds it")
 def test_every_way_loads_under_datasets_3_too(hub_env: dict[str, str]) -> None:
     env = hub_env | {"PYTHONPATH": str(ROOT / "src")}
     ways = [("PolyAI/minds14", "en-US", "Parquet conversion"), ("someone/minds14-script-only", "all", "release archive"),

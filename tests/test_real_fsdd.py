@@ -12,6 +12,8 @@ from conftest import FSDD, WHISPER_TINY_EN, needs_shared, write_manifest
 
 import audioclf
 
+pytestmark = pytest.mark.slow  # make test-all
+
 TEST_SPEAKER = "nicolas"
 # Measured with seed 42 before the validation split (see README, "Real-data check"): probe 0.908 in 37 s of
 # training; LP-FT (probe head first, then 5 epochs of fine-tuning) 0.904 in 240 s; LP-FT keeping the mean of

@@ -292,12 +292,13 @@ def test_upload_over_the_limit_is_refused_while_streaming(live_server: str) -> N
     assert b"too_large" in body or not body
 
 
+@pytest.mark.slow
 def test_page_shows_same_top_label_as_predict_in_a_real_browser(live_server: str, trained_run: tuple[Path, Path],
                                                                  clips: list[Path], three_tones: bytes) -> None:
     playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
-        pytest.skip("Debian's chromium is not installed (`make test` installs it where apt-get can)")
+        pytest.skip("Debian's chromium is not installed (`make test-all` installs it where apt-get can)")
     clip = clips[0]
     predicted = subprocess.run([str(Path(sys.executable).parent / "audioclf"), "predict", str(trained_run[0]),
                                 str(clip), "--format", "json", "--top-k", "1"],
