@@ -66,8 +66,9 @@ def test_inference_quick_writes_results(tmp_path: Path) -> None:
     assert runners["audioclf (PyTorch)"]["top1_agreement_vs_stock"] == 1.0  # same model, same scores
     assert figures["held_out_clips"] == 32  # the untimed agreement pass, on more clips than were timed
     assert runners["audioclf (PyTorch)"]["top1_agreement_vs_stock_held_out"] == 1.0
-    assert all(0 <= r["top1_agreement_vs_stock_held_out"] <= 1 for r in runners.values())
-    assert 0 <= runners["audioclf ONNX int8"]["top1_agreement_vs_onnx_float32_held_out"] <= 1
+    shares = [r["top1_agreement_vs_stock_held_out"] for r in runners.values()]
+    shares.append(runners["audioclf ONNX int8"]["top1_agreement_vs_onnx_float32_held_out"])
+    assert all(abs(share * 32 - round(share * 32)) < 0.02 for share in shares)  # clips of 32 that agree
     assert isinstance(results["cpu_native_bf16"], bool) and results["matmul_bf16_gflop_s"] > 0
     assert all(r["clips_per_s"] > 0 and r["p50_ms"] <= r["p95_ms"] for r in runners.values())
     assert results["rounds"] == 1 and all(r["clips_per_s_each_round"] == [r["clips_per_s"]] for r in runners.values())
@@ -147,7 +148,8 @@ def test_accuracy_quick_writes_results(tmp_path: Path) -> None:
 def test_accuracy_synth_quick_writes_results(tmp_path: Path) -> None:
     results = run_quick("accuracy_synth.py", tmp_path / "accuracy_synth.json")
     assert results["voices"] == 4 and results["strategy_used"] == "finetune"  # from scratch: nothing to probe
-    assert results["num_test_clips"] == 14 * 4 and 0 <= results["test_accuracy"] <= 1
+    assert results["num_test_clips"] == 14 * 4
+    assert abs(results["test_accuracy"] * 56 - round(results["test_accuracy"] * 56)) < 0.03  # clips of 56 right
     assert results["training"]["cpu_s"] > 0 and results["synthesis"]["wall_s"] > 0
 
 

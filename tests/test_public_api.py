@@ -10,8 +10,10 @@ import audioclf
 
 def test_exported_names_are_pinned() -> None:
     assert sorted(audioclf.__all__) == sorted(
-        ["Classifier", "ConfigError", "TrainConfig", "evaluate", "export", "load_config", "resume", "train", "__version__"]
+        ["AudioError", "Classifier", "ConfigError", "DataError", "ExportError", "RunError", "TrainConfig", "evaluate",
+         "export", "load_config", "resume", "train", "__version__"]
     )
+    assert all(issubclass(getattr(audioclf, name), Exception) for name in audioclf.__all__ if name.endswith("Error"))
     for name in audioclf.__all__:
         assert getattr(audioclf, name) is not None
 

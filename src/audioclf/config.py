@@ -147,20 +147,24 @@ class TrainConfig:
         False, "Train under float16 autocast with loss scaling, as --bf16 does with bfloat16 (CUDA devices only)."
     )
     # --- output -----------------------------------------------------------------------------------
-    output: str = _opt("runs/audioclf", "Run folder to write (model, metrics, plots, config, model card).")
-    overwrite: bool = _opt(False, "Replace an existing run folder.")
-    push_to_hub: bool = _opt(False, "Upload the finished run folder with huggingface_hub.")
-    hub_model_id: str | None = _opt(None, "Hub repository for --push-to-hub (default: the output folder's name).")
+    output: str = _opt("runs/audioclf", "Run folder to write (model, metrics, plots, config, model card).",
+                       runtime=True)
+    overwrite: bool = _opt(False, "Replace an existing run folder.", runtime=True)
+    push_to_hub: bool = _opt(False, "Upload the finished run folder with huggingface_hub.", runtime=True)
+    hub_model_id: str | None = _opt(None, "Hub repository for --push-to-hub (default: the output folder's name).",
+                                    runtime=True)
     report_to: str = _opt(
         "none", "Where training metrics also go: none, tensorboard (event files in RUN/logs), mlflow or wandb "
         "(each needs its own package); several comma-separated. The probe stage and the test metrics go there too."
     )
-    # --- runtime (not hyperparameters: they change speed, never results) -------------------------
-    device: str = _opt("auto", f"Where the model runs: {DEVICES}.")
-    threads: int | None = _opt(None, "CPU threads for torch (default: torch's choice).")
-    num_workers: int = _opt(0, "Data-loader worker processes.")
-    cache_audio: bool = _opt(True, "Keep decoded audio in a disk cache read lazily (memory stays flat; reruns skip decoding).")
-    cache_dir: str | None = _opt(None, "Audio cache folder (default: $AUDIOCLF_CACHE_DIR or ~/.cache/audioclf).")
+    # --- runtime (not hyperparameters: they change speed, never results; left out of config.yaml) -----
+    device: str = _opt("auto", f"Where the model runs: {DEVICES}.", runtime=True)
+    threads: int | None = _opt(None, "CPU threads for torch (default: torch's choice).", runtime=True)
+    num_workers: int = _opt(0, "Data-loader worker processes.", runtime=True)
+    cache_audio: bool = _opt(True, "Keep decoded audio in a disk cache read lazily (memory stays flat; reruns skip "
+                             "decoding).", runtime=True)
+    cache_dir: str | None = _opt(None, "Audio cache folder (default: $AUDIOCLF_CACHE_DIR or ~/.cache/audioclf).",
+                                 runtime=True)
 
     def validate(self) -> TrainConfig:
         """Check every value's range; raise ConfigError naming the first bad one."""
@@ -232,7 +236,15 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The run's settings, as a run folder's config.yaml keeps them to replay the run (`--config`, resume):
+        every field but the runtime options (`runtime_options`), which belong to one invocation."""
+        runtime = self.runtime_options()
+        return yaml.safe_dump({k: v for k, v in self.to_dict().items() if k not in runtime}, sort_keys=False)
+
+    def runtime_options(self) -> dict[str, Any]:
+        """Where and how this invocation runs (output folder, overwrite, upload, device, threads, caches): they
+        change no result, and a rerun from config.yaml picks its own."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("runtime")}
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

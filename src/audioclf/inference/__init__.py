@@ -1,4 +1,4 @@
-"""Inference: the `Classifier` used by predict, evaluate and (later) serve."""
+"""Inference: the `Classifier` that predict, windows, evaluate, serve and export all run a model through."""
 
 from audioclf.inference.classifier import Classifier, iter_audio_files, plan_batches
 

@@ -204,7 +204,7 @@ def convolutions_as_2d(model: Any) -> Iterator[int]:
     wav2vec2-base config's positional convolution (kernel 128, 16 groups) took 79-122 ms per batch of 16 clips
     of 20-37 frames as 1-D, 7-26 ms as 2-D; its whole int8 export 270.9 against 334.0 ms per batch of 16 clips
     of 5,000 samples, and whisper-tiny.en's 32.9 against 35.6 ms per batch of 16 at a 1 s context, the same
-    top-1 on the 1,000 clips of lucas and nicolas (interleaved scratch timings, AMD EPYC, 2 cores)."""
+    top-1 on the 1,000 clips of lucas and nicolas (interleaved timings, AMD EPYC, 2 cores)."""
     import functools
 
     import torch

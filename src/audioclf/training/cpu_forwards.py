@@ -6,7 +6,7 @@ Why the dropout by hand (no library offers it): on a CPU, torch draws dropout's 
 per element (`bernoulli_`); on the wav2vec2-base config 10% of a fine-tuning step went there (torch.profiler,
 batches of 16 FSDD clips). Here each element takes 16 random bits, four from every 64-bit draw. The
 wav2vec2-base config's fine-tuning on 160 FSDD clips (the audioclf leg of `bench/training.py`, run alone) went
-from 55.6 to 52.7 s with the dropout and to 50.0 s with both (one scratch run each, Intel Xeon with AMX).
+from 55.6 to 52.7 s with the dropout and to 50.0 s with both (one run each, Intel Xeon with AMX).
 """
 
 from __future__ import annotations

@@ -70,10 +70,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if resume:
         run_dir = runs.reopen_run_dir(Path(config.output))
-        runs.write_status(run_dir, "running", resumed=now)
+        runs.write_status(run_dir, "running", resumed=now, runtime=config.runtime_options())
     else:
         run_dir = runs.prepare_run_dir(Path(config.output), config.overwrite)
-        runs.write_status(run_dir, "running", started=now)
+        runs.write_status(run_dir, "running", started=now, runtime=config.runtime_options())
         runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config.to_yaml())
     try:
         summary = _train_in(run_dir, config, resume)
