@@ -26,10 +26,14 @@ $(DATASETS3):
 
 # `make test`: every stage, the slow checks left out (pytest -m slow lists them); `make test-all`: everything,
 # as CI runs it, with the slowest tests named. pytest exits 5 when it collects no test; make fails then, as it should.
+LINT := $(VENV)/bin/ruff check src tests bench
+
 test: $(STAMP)
+	$(LINT)
 	$(PY) -m pytest -q -m "not slow" --durations=10
 
 test-all: $(STAMP) browser $(DATASETS3)
+	$(LINT)
 	$(PY) -m pytest -q --durations=25
 
 # The web page's test drives Debian's chromium; install it where missing (the test skips, saying why,

@@ -32,7 +32,8 @@ def main() -> None:
         model = small_wav2vec2(work / "model")
         for scale in (1, 10):
             data = synthesize(work / f"data-{scale}x", base * scale, seconds)
-            for mode, flag in (("disk cache (default)", "--cache-audio"), ("in memory (reference)", "--no-cache-audio")):
+            modes = (("disk cache (default)", "--cache-audio"), ("in memory (reference)", "--no-cache-audio"))
+            for mode, flag in modes:
                 peak = train_peak_rss_mb(data, model, work / f"run-{scale}x-{flag}", flag, work / "cache")
                 rows[f"{scale}x ({base * scale} clips), {mode}"] = {"clips": base * scale, "scale": scale,
                                                                     "mode": mode, "peak_rss_mb": peak}
@@ -73,7 +74,8 @@ def synthesize(folder: Path, clips: int, seconds: float, rate: int = 16000) -> P
 def train_peak_rss_mb(data: Path, model: Path, output: Path, cache_flag: str, cache_dir: Path) -> float:
     command = [str(Path(sys.executable).parent / "audioclf"), "-q", "train", "--data", str(data), "--model",
                str(model), "--output", str(output), "--epochs", "1", "--batch-size", "8",
-               "--gradient-accumulation-steps", "1", "--strategy", "finetune", cache_flag, "--cache-dir", str(cache_dir)]
+               "--gradient-accumulation-steps", "1", "--strategy", "finetune", cache_flag,
+               "--cache-dir", str(cache_dir)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:

@@ -2,10 +2,12 @@
 test builds in memory. Point `HF_ENDPOINT` at `HubServer.url`.
 
 Served: repo info (`/api/{models,datasets}/ID[/revision/REV]`), file listings (`tree`, `paths-info`), file
-downloads (`/ID/resolve/REV/PATH`, `/datasets/ID/resolve/REV/PATH`, HEAD and ranged GET), repo creation, model-card
-metadata checks (`validate-yaml`: parsed, not checked against the Hub's schema), `preupload` and `commit` with files sent inline (base64). Not served: LFS and Xet uploads (the preupload answer
-asks for every file inline, so clients never reach them), `/api/agent-harnesses` (404), the dataset viewer (`datasets-server.`: `datasets`
-reads its absence as "no exported infos", as it does offline), authentication (any token is accepted).
+downloads (`/ID/resolve/REV/PATH`, `/datasets/ID/resolve/REV/PATH`, HEAD and ranged GET), repo creation,
+model-card metadata checks (`validate-yaml`: parsed, not checked against the Hub's schema), `preupload` and
+`commit` with files sent inline (base64), gated repos (403 GatedRepo for `HubServer.gated`).
+Not served: LFS and Xet uploads (the preupload answer asks for every file inline, so clients never reach them),
+`/api/agent-harnesses` (404), the dataset viewer (`datasets-server.`; `datasets` 5 does not call it on these
+paths), authentication (any token is accepted).
 """
 
 from __future__ import annotations
@@ -260,7 +262,8 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 ok = isinstance(yaml.safe_load(front), dict)
             except yaml.YAMLError:
                 ok = False
-            return self._json({"warnings": []} if ok else {"error": "metadata is not a YAML mapping"}, 200 if ok else 400)
+            answer = {"warnings": []} if ok else {"error": "metadata is not a YAML mapping"}
+            return self._json(answer, 200 if ok else 400)
 
         def _missing(self, repo_type: str, repo_id: str, revision: str = "main") -> bool:
             if (repo_type, repo_id) in server.repos:

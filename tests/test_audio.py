@@ -42,7 +42,8 @@ def test_crop_keeps_the_first_seconds() -> None:
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(b"", "cannot decode"), (b"not audio at all", "cannot decode"), (b"RIFF\x10\x00\x00\x00WAVEfmt ", "cannot decode")],
+    [(b"", "cannot decode"), (b"not audio at all", "cannot decode"),
+     (b"RIFF\x10\x00\x00\x00WAVEfmt ", "cannot decode")],
 )
 def test_unreadable_files_name_the_path_and_reason(tmp_path: Path, content: bytes, reason: str) -> None:
     path = tmp_path / "bad.wav"

@@ -16,7 +16,8 @@ from audioclf.inference import Classifier
 
 pytestmark = pytest.mark.slow  # make test-all
 
-HYPER = dict(strategy="finetune", epochs=12, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3, warmup_ratio=0.0,
+HYPER = dict(strategy="finetune", epochs=12, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3,
+             warmup_ratio=0.0,
              freeze_feature_encoder=False)
 
 

@@ -63,7 +63,8 @@ def test_batches_of_cached_outputs_score_as_each_clip_alone(kind: str, store: st
     with frozen_encoder_outputs(model, extractor, 3, "float32", clips) as ([encoded], seconds):
         assert [len(frames) for frames in encoded] == [int(n) for n in
                                                       model._get_feat_extract_output_lengths(torch.tensor(clips.lengths))]
-        batch = EncodedCollator("input_values")([EncodedClipDataset(encoded, clips, "input_values")[i] for i in range(4)])
+        items = [EncodedClipDataset(encoded, clips, "input_values")[i] for i in range(4)]
+        batch = EncodedCollator("input_values")(items)
         with encoder_outputs_as_input(model), torch.inference_mode():
             cached = model(input_values=batch["input_values"], attention_mask=batch["attention_mask"]).logits
     assert seconds >= 0

@@ -216,10 +216,11 @@ def test_what_cannot_load_is_one_message(hub_env: dict[str, str], tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DATASETS3_PYTHON.exists(), reason="no .venv-datasets3 (datasets 3.x); `make test-all` builds it")
+@pytest.mark.skipif(not DATASETS3_PYTHON.exists(), reason="no .venv-datasets3: `make test-all` builds it")
 def test_every_way_loads_under_datasets_3_too(hub_env: dict[str, str]) -> None:
     env = hub_env | {"PYTHONPATH": str(ROOT / "src")}
-    ways = [("PolyAI/minds14", "en-US", "Parquet conversion"), ("someone/minds14-script-only", "all", "release archive"),
+    ways = [("PolyAI/minds14", "en-US", "Parquet conversion"),
+            ("someone/minds14-script-only", "all", "release archive"),
             ("someone/tones", "default", "someone/tones (default")]
     for environment in (env, env | {"HF_HUB_OFFLINE": "1"}):
         for dataset, config, way in ways:

@@ -54,8 +54,8 @@ def test_probe_learns_from_a_frozen_encoder_in_seconds(tones: Path, tmp_path: Pa
 
 def test_probe_refuses_architectures_without_a_layer_mix(tones: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="use --strategy finetune"):
-        audioclf.train(data=str(tones), model=str(save_tiny("audio-spectrogram-transformer", tmp_path / "ast")), output=str(tmp_path / "run"),
-                       strategy="probe")
+        audioclf.train(data=str(tones), model=str(save_tiny("audio-spectrogram-transformer", tmp_path / "ast")),
+                       output=str(tmp_path / "run"), strategy="probe")
     with pytest.raises(ConfigError, match="strategy"):
         audioclf.TrainConfig(data="x", strategy="guess").validate()
 
@@ -66,8 +66,9 @@ def test_probe_first_then_fine_tune_starts_from_the_probed_head(tones: Path, tmp
 
     base = save_tiny("wav2vec2", tmp_path / "base")
     with caplog.at_level(logging.INFO, logger="audioclf"):
-        run = audioclf.train(data=str(tones), model=str(base), output=str(tmp_path / "run"), probe_first=True, strategy="finetune",
-                             epochs=2, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-4)
+        run = audioclf.train(data=str(tones), model=str(base), output=str(tmp_path / "run"), probe_first=True,
+                             strategy="finetune", epochs=2, batch_size=4, gradient_accumulation_steps=1,
+                             learning_rate=1e-4)
     assert "probe: head" in caplog.text
     status = json.loads((run / "run.json").read_text())
     assert status["strategy"] == "finetune" and status["status"] == "complete"

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow  # make test-all
 TEST_SPEAKER = "nicolas"
 # The README's two real-data recipes. `python bench/accuracy.py` measures them on every speaker and seed.
 PROBE = dict(strategy="probe", batch_size=32, max_duration=1.0, seed=42)
-LP_FT = dict(strategy="finetune", probe_first=True, epochs=5, batch_size=16, gradient_accumulation_steps=1, learning_rate=5e-5,
-             head_learning_rate=5e-5, augment_speed=0.25, augment_trim="10:35", augment_noise_snr="10:30",
-             augment_cut_end=0.6, average_weights=True, wise_ft=0.5, max_duration=1.0, seed=42)
+LP_FT = dict(strategy="finetune", probe_first=True, epochs=5, batch_size=16, gradient_accumulation_steps=1,
+             learning_rate=5e-5, head_learning_rate=5e-5, augment_speed=0.25, augment_trim="10:35",
+             augment_noise_snr="10:30", augment_cut_end=0.6, average_weights=True, wise_ft=0.5, max_duration=1.0,
+             seed=42)
 
 
 def fsdd_manifest(path: Path) -> Path:

@@ -19,8 +19,8 @@ from audioclf.inference import Classifier
 from audioclf.runs import RunError
 
 EPOCHS = 10
-HYPER = dict(strategy="finetune", epochs=EPOCHS, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3, warmup_ratio=0.0,
-             freeze_feature_encoder=False)
+HYPER = dict(strategy="finetune", epochs=EPOCHS, batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3,
+             warmup_ratio=0.0, freeze_feature_encoder=False)
 
 
 def train_command(data: Path, model: Path, output: Path) -> list[str]:

@@ -44,6 +44,7 @@ def test_dataset_is_deterministic_and_grouped_by_voice(tmp_path: Path) -> None:
     options = SynthOptions(voices=3, sample_rate=8000, noise_snr=(15, 35), telephone=True, seed=4)
     first = synthesize_dataset(_tiny_phrases(tmp_path), tmp_path / "a", options)
     second = synthesize_dataset(_tiny_phrases(tmp_path), tmp_path / "b", options)
+    assert second.read_text() == first.read_text()
     rows = list(csv.DictReader(first.open()))
     assert len(rows) == 3 * 4 and {r["group"] for r in rows} == {"voice00", "voice01", "voice02"}
     assert set(rows[0]) == {"path", "label", "group", "text", "language"}

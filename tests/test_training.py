@@ -277,7 +277,8 @@ def test_fine_tuning_with_every_augmentation_on_a_spectrogram_model(tmp_path: Pa
     import audioclf
 
     data = write_tone_folder(tmp_path / "tones", per_label=6)
-    run = audioclf.train(data=str(data), model=str(save_tiny("whisper", tmp_path / "base")), output=str(tmp_path / "run"),
+    run = audioclf.train(data=str(data), model=str(save_tiny("whisper", tmp_path / "base")),
+                         output=str(tmp_path / "run"),
                          strategy="finetune", epochs=2, batch_size=4, gradient_accumulation_steps=1,
                          spec_augment=0.2, augment_shift=0.1, augment_gain="-6:6", augment_speed=0.1,
                          augment_crop=0.3, augment_noise_snr="10:30", augment_trim="10:35", augment_vtlp=0.1,
@@ -382,7 +383,8 @@ def test_length_sorted_sampler_sorts_within_windows_of_fifty_batches() -> None:
 
 @pytest.mark.parametrize(("kind", "before", "first", "second"), [
     ("whisper", "encoder.conv1.weight", "encoder.layers.0.fc1.weight", "encoder.layers.1.fc1.weight"),
-    ("wav2vec2", "wav2vec2.feature_projection.projection.weight", "wav2vec2.encoder.layers.0.feed_forward.output_dense.weight",
+    ("wav2vec2", "wav2vec2.feature_projection.projection.weight",
+     "wav2vec2.encoder.layers.0.feed_forward.output_dense.weight",
      "wav2vec2.encoder.layers.1.feed_forward.output_dense.weight"),
     ("audio-spectrogram-transformer", "audio_spectrogram_transformer.embeddings.patch_embeddings.projection.weight",
      "audio_spectrogram_transformer.layers.0.attention.q_proj.weight",

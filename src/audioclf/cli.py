@@ -203,7 +203,8 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     if args.voices < 1 or args.sample_rate < 4000:
         raise ConfigError("--voices must be >= 1 and --sample-rate >= 4000")
-    options = SynthOptions(voices=args.voices, sample_rate=args.sample_rate, noise_snr=parse_db_range(args.noise_snr, "--noise-snr"),
+    options = SynthOptions(voices=args.voices, sample_rate=args.sample_rate,
+                           noise_snr=parse_db_range(args.noise_snr, "--noise-snr"),
                            telephone=args.telephone, seed=args.seed,
                            languages=args.languages.split(",") if args.languages else None)
     manifest = synthesize_dataset(Path(args.phrases) if args.phrases else bundled_phrases(), Path(args.output),

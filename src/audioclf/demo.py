@@ -36,7 +36,8 @@ def demo_config(output: Path, data: Path, model: str) -> dict[str, Any]:
     }
 
 
-def run_demo(output: Path = Path("runs/demo"), model: str = DEMO_MODEL, voices: int = DEMO_VOICES, seed: int = 42) -> Path:
+def run_demo(output: Path = Path("runs/demo"), model: str = DEMO_MODEL, voices: int = DEMO_VOICES,
+             seed: int = 42) -> Path:
     """Synthesize the bundled MInDS-14-style phrases, train, evaluate on held-out voices, print samples."""
     from audioclf.api import train
     from audioclf.evaluation import format_metrics

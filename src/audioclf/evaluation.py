@@ -129,6 +129,8 @@ def model_card(
     from_scratch = base_model.startswith("audioclf:")
     base_line = "" if from_scratch else f"base_model: {base_model}\n"
     origin = f"trained from scratch (preset `{base_model}`)" if from_scratch else f"fine-tuned from `{base_model}`"
+    clips = (f"{num_train} training clips, {metrics['num_eval_clips']} evaluation clips "
+             f"({metrics['num_skipped']} unreadable clips skipped)")
     return f"""---
 library_name: transformers
 pipeline_tag: audio-classification
@@ -139,7 +141,7 @@ metrics: [accuracy, f1]
 # Audio classifier {origin}
 
 Trained with audioclf on {data_description}:
-{num_train} training clips, {metrics['num_eval_clips']} evaluation clips ({metrics['num_skipped']} unreadable clips skipped),
+{clips},
 {len(label_names)} labels: {', '.join(label_names)}.
 
 ## Results on the test split
@@ -170,7 +172,8 @@ or `audioclf predict <this folder> clip.wav`.
 
 
 def score_clips(clf: Any, clips: Any, num_skipped: int, out_dir: Path) -> dict[str, Any]:
-    """Predict with a `Classifier` (the one inference path), compute metrics, write metrics.json and the confusion matrix into `out_dir`."""
+    """Predict with a `Classifier` (the one inference path), compute metrics, write metrics.json and the
+    confusion matrix into `out_dir`."""
     if not clips.waves:
         raise ValueError("no usable clips to evaluate")
     predicted = clf.probabilities(clips.waves, progress=len(clips.waves) > 50).argmax(axis=1).tolist()

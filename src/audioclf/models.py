@@ -51,8 +51,9 @@ def load_for_training(
 ) -> PreTrainedModel:
     """A pretrained encoder with a fresh classification head sized to `label_names`, in float32
     (checkpoints stored in float16 would not train on a CPU). A preset (`audioclf:<name>`) is a
-    config only: its model starts from random weights drawn with `seed` (as does every new head). `weighted_layer_sum` makes the
-    head mix every layer's states with learned weights (where the architecture has that option)."""
+    config only: its model starts from random weights drawn with `seed` (as does every new head).
+    `weighted_layer_sum` makes the head mix every layer's states with learned weights (where the architecture
+    has that option)."""
     import torch
     from transformers import AutoModelForAudioClassification, set_seed
 

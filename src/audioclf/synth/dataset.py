@@ -81,7 +81,8 @@ def load_phrases(path: Path, languages: list[str] | None = None) -> dict[str, di
         kept = {lang: [str(p) for p in texts] for lang, texts in by_language.items()
                 if not languages or lang in languages}
         if not any(kept.values()):
-            raise PhraseFileError(f"{path}: label '{label}' has no phrases in {', '.join(languages or ['any language'])}")
+            wanted = ", ".join(languages or ["any language"])
+            raise PhraseFileError(f"{path}: label '{label}' has no phrases in {wanted}")
         phrases[str(label)] = kept
     return phrases
 
