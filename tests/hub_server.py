@@ -6,8 +6,8 @@ downloads (`/ID/resolve/REV/PATH`, `/datasets/ID/resolve/REV/PATH`, HEAD and ran
 model-card metadata checks (`validate-yaml`: parsed, not checked against the Hub's schema), `preupload` and
 `commit` with files sent inline (base64), gated repos (403 GatedRepo for `HubServer.gated`).
 Not served: LFS and Xet uploads (the preupload answer asks for every file inline, so clients never reach them),
-`/api/agent-harnesses` (404), the dataset viewer (`datasets-server.`; `datasets` 5 does not call it on these
-paths), authentication (any token is accepted).
+`/api/agent-harnesses` (404), the dataset viewer (the `datasets-server.` host, which does not resolve here:
+`datasets` catches that and loads without its exported infos), authentication (any token is accepted).
 """
 
 from __future__ import annotations
