@@ -194,7 +194,8 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 return self._json(_tree(rev.files, "/".join(args[1:]), recursive))
             if verb == "paths-info" and self.command == "POST":
                 wanted = parse_qs(body.decode()).get("paths") or json.loads(body or b"{}").get("paths", [])
-                listing = [e for p in wanted for e in _tree(rev.files, "", True) if e["path"] == p.strip("/")]
+                by_path = {entry["path"]: entry for entry in _tree(rev.files, "", True)}
+                listing = [by_path[p.strip("/")] for p in wanted if p.strip("/") in by_path]
                 return self._json(listing)
             return False
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from audioclf.config import ConfigError
+from audioclf.config import ConfigError, check_device_spec
 from audioclf.runs import ONNX_FILE
 
 EXPORT_INFO = "onnx.json"
@@ -65,8 +65,6 @@ def onnx_providers(ort: Any, device: str) -> list[Any]:
     """onnxruntime's execution providers for `--device`: CUDA's (with the CPU's for what it lacks) for cuda or
     cuda:N, and for auto where there is a GPU and this onnxruntime build has it (onnxruntime-gpu); else the CPU's."""
     import torch
-
-    from audioclf.config import check_device_spec
 
     check_device_spec(device)
     available = ort.get_available_providers()

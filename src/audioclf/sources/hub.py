@@ -5,7 +5,8 @@ The Hub holds datasets in three shapes, tried in this order:
 2. a loading-script repo, which `datasets` >= 4 refuses ("Dataset scripts are no longer supported"): the
    Hub's own Parquet conversion of it lives at the revision `refs/convert/parquet`, one folder per config;
 3. MInDS-14's release archive (`data/MInDS-14.zip`), read with the local MInDS-14 reader.
-Every way reads the local Hub cache first under `HF_HUB_OFFLINE=1` or `HF_DATASETS_OFFLINE=1`.
+Under `HF_HUB_OFFLINE=1` or `HF_DATASETS_OFFLINE=1`, or when the Hub does not answer, every way reads the local
+Hub cache only.
 """
 
 from __future__ import annotations
