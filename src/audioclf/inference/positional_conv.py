@@ -4,7 +4,7 @@ Why by hand: the convolution (kernel 128, padding 64 in wav2vec2-base) multiplie
 its taps when a batch has fewer frames than the kernel (an FSDD clip has about 25). Only the 2T - 1 taps that
 can reach T frames are kept, with the padding cut to match, which is exact. On the wav2vec2-base config, batch
 16 of 25 frames: 54 against 22 ms in float32, 29 against 10 ms under bfloat16 autocast, and 151 against 71 ms
-forward and backward in training (scratch timings, Intel Xeon with AMX). Used by prediction (`run_batch`) and
+forward and backward in training (timings on an Intel Xeon with AMX). Used by prediction (`run_batch`) and
 fine-tuning (`training/cpu_forwards.py`). The ONNX export cannot crop (its length is dynamic); it writes the
 convolution as a 2-D one, which onnxruntime's CPU runs several times faster on short batches
 (`onnx.convolutions_as_2d`).

@@ -5,7 +5,7 @@ GFLOP/s, and every layer writes its output channel-major, which bfloat16 transpo
 wav2vec2-base config of `bench/inference.py` the feature encoder took 60% of a batch's time. Here the first
 convolution is a matrix product over a strided view of the samples, its group norm is taken along time, and
 the other convolutions run as 2-D ones in channels-last layout, which oneDNN does fast. In float32 too: the
-same config's encoder took 402 ms per batch of 16 clips of 0.25-1 s against the stock 670 ms (scratch timing,
+same config's encoder took 402 ms per batch of 16 clips of 0.25-1 s against the stock 670 ms (timing,
 Intel Xeon with AMX). Same weights, same arithmetic up to rounding order; transformers has no such switch.
 """
 

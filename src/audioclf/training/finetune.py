@@ -176,7 +176,7 @@ class FineTuneTrainer(Trainer):
 def torch_save_without_crc32() -> Iterator[None]:
     """`torch.save` within skips the CRC-32 it computes of every tensor for its zip entries, which
     `torch.load` does not check. The wav2vec2-base config's 690 MB AdamW state saved in 0.23 s without them
-    against 0.78-1.58 s with (scratch timings); in training, where the disk's pace adds the rest, its
+    against 0.78-1.58 s with (timings); in training, where the disk's pace adds the rest, its
     checkpoints' optimizer saves went from 1.9-2.7 s to 1.4-2.1 s each."""
     import torch
 
